@@ -98,8 +98,8 @@ def make_dataset(n: int, seed: int, hard_fraction: float = 0.5) -> Dataset:
     other = (y + rng.integers(1, NUM_CLASSES, n)) % NUM_CLASSES
     base = _render(y, rng)
     distractor = _render(other, rng)
-    # Easy: pure class, light noise. Hard: 45-70 % of a second class mixed in, heavy noise.
-    mix = np.where(hard, rng.uniform(0.45, 0.7, n), rng.uniform(0.0, 0.1, n)).astype(np.float32)
+    # Easy: pure class, light noise. Hard: 30-48 % of a second class mixed in, heavy noise.
+    mix = np.where(hard, rng.uniform(0.3, 0.48, n), rng.uniform(0.0, 0.1, n)).astype(np.float32)
     noise = np.where(hard, rng.uniform(0.5, 0.9, n), rng.uniform(0.05, 0.2, n)).astype(np.float32)
     m = mix[:, None, None, None]
     x = (1 - m) * base + m * distractor

@@ -77,11 +77,11 @@ def _alexnet(num_classes: int) -> Backbone:
         nn.Conv2d(3, 32, 5, 1, 2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1)  # 16x16
     )
     exit_head = nn.Sequential(
-        nn.Conv2d(32, 32, 3, 2, 1),
+        nn.Conv2d(32, 64, 3, 2, 1),
         nn.ReLU(inplace=True),
         nn.AdaptiveAvgPool2d(1),
         nn.Flatten(),
-        nn.Linear(32, num_classes),
+        nn.Linear(64, num_classes),
     )
     deep = nn.Sequential(
         nn.Conv2d(32, 96, 5, 1, 2),

@@ -1,0 +1,3 @@
+"""exitgate's root conftest: the plugin holds the options, markers, fixtures and parametrization."""
+
+pytest_plugins = ["fixtures.plugin"]
