@@ -1,3 +1,6 @@
-"""exitgate's root conftest: the plugin holds the options, markers, fixtures and parametrization."""
+"""exitgate's root conftest: the plugin holds the options, markers, fixtures and parametrization.
 
-pytest_plugins = ["fixtures.plugin"]
+``pytester`` is loaded for the self-tests in ``tests/``, which run the suites in subprocesses.
+"""
+
+pytest_plugins = ["fixtures.plugin", "pytester"]

@@ -1,9 +1,9 @@
 """``python -m models``: export zoo variants to files, analyse any ONNX model.
 
-    python -m models export resnet8 --variant traced -o resnet8_traced.onnx   # the negative control
-    python -m models export resnet56 --variant concat -o resnet56_exit.onnx
-    python -m models analyze path/to/model.onnx                                 # what the suite sees
-    python -m models train [NAMES...]                                           # regenerate weights
+python -m models export resnet8 --variant traced -o resnet8_traced.onnx   # the negative control
+python -m models export resnet56 --variant concat -o resnet56_exit.onnx
+python -m models analyze path/to/model.onnx                                 # what the suite sees
+python -m models train [NAMES...]                                           # regenerate weights
 """
 
 from __future__ import annotations

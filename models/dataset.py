@@ -19,15 +19,15 @@ from pathlib import Path
 import numpy as np
 
 __all__ = [
-    "NUM_CLASSES",
     "IMAGE_SHAPE",
+    "NUM_CLASSES",
+    "DataError",
     "Dataset",
-    "make_dataset",
-    "train_split",
     "eval_split",
     "load_cifar10",
     "load_images",
-    "DataError",
+    "make_dataset",
+    "train_split",
 ]
 
 NUM_CLASSES = 10
@@ -137,7 +137,7 @@ def load_cifar10(root: str | os.PathLike[str], split: str = "test") -> Dataset:
             )
         try:
             with open(f, "rb") as fh:
-                d = pickle.load(fh, encoding="bytes")  # noqa: S301 - user's own local dataset
+                d = pickle.load(fh, encoding="bytes")
             data = np.asarray(d[b"data"], np.uint8).reshape(-1, 3, 32, 32)
             labels = np.asarray(d[b"labels"], np.int64)
         except Exception as exc:  # a malformed batch: name the file
@@ -167,7 +167,9 @@ def load_images(path: str | os.PathLike[str]) -> Dataset:
     except Exception as exc:
         raise DataError(f"{p}: not a readable .npy file ({exc})") from exc
     if arr.ndim != 4:
-        raise DataError(f"{p}: expected 4-D images (N,3,32,32) or (N,32,32,3), got shape {arr.shape}")
+        raise DataError(
+            f"{p}: expected 4-D images (N,3,32,32) or (N,32,32,3), got shape {arr.shape}"
+        )
     if arr.shape[1:] == (3, 32, 32):
         nchw = arr
     elif arr.shape[1:] == (32, 32, 3):

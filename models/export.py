@@ -101,17 +101,17 @@ def _quiet():
             with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
                 yield
     finally:
-        for lg, lv in zip(loggers, levels):
+        for lg, lv in zip(loggers, levels, strict=True):
             lg.setLevel(lv)
 
 
-def _example_inputs():  # noqa: ANN202
+def _example_inputs():
     import torch
 
     return torch.zeros(1, 3, 32, 32), torch.tensor([0.5], dtype=torch.float32)
 
 
-def _dynamo_export(module, args, input_names, output_names) -> onnx.ModelProto:  # noqa: ANN001
+def _dynamo_export(module, args, input_names, output_names) -> onnx.ModelProto:
     import torch
 
     with _quiet():
@@ -133,22 +133,24 @@ def output_names_for(layout: str) -> list[str]:
     return ["output"] if layout == "concat" else ["probs", "exit_flag"]
 
 
-def export_early_exit(backbone, layout: str) -> onnx.ModelProto:  # noqa: ANN001
+def export_early_exit(backbone, layout: str) -> onnx.ModelProto:
     """Export ``EarlyExitNet(backbone, layout)`` with a real ``If`` (torch.cond, dynamo)."""
     from .nets import EarlyExitNet
 
     module = EarlyExitNet(backbone, layout)
-    return _dynamo_export(module, _example_inputs(), ["input", "threshold"], output_names_for(layout))
+    return _dynamo_export(
+        module, _example_inputs(), ["input", "threshold"], output_names_for(layout)
+    )
 
 
-def export_plain(backbone) -> onnx.ModelProto:  # noqa: ANN001
+def export_plain(backbone) -> onnx.ModelProto:
     """Export the no-exit twin (trunk + deep branch), output ``probs``."""
     from .nets import PlainNet
 
     return _dynamo_export(PlainNet(backbone), (_example_inputs()[0],), ["input"], ["probs"])
 
 
-def export_traced_control(backbone, example: np.ndarray | None = None) -> onnx.ModelProto:  # noqa: ANN001
+def export_traced_control(backbone, example: np.ndarray | None = None) -> onnx.ModelProto:
     """Export the forum user's model the way they did: legacy tracing of a Python ``if``.
 
     The branch taken for ``example`` is frozen into the graph, and ``threshold`` disappears.

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["Backbone", "build_backbone", "EarlyExitNet", "PlainNet", "TracedExitNet"]
+__all__ = ["Backbone", "EarlyExitNet", "PlainNet", "TracedExitNet", "build_backbone"]
 
 
 def _conv_bn(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
@@ -34,7 +34,9 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(cout)
         self.short: nn.Module = nn.Identity()
         if stride != 1 or cin != cout:
-            self.short = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+            self.short = nn.Sequential(
+                nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.relu(self.bn1(self.conv1(x)))
@@ -59,7 +61,10 @@ def _resnet(n: int, num_classes: int) -> Backbone:
     # CIFAR ResNet (He et al. 2016): 6n+2 layers, widths 16/32/64. Exit after the first stage.
     trunk = nn.Sequential(_conv_bn(3, 16), _stage(16, 16, n, 1))
     exit_head = nn.Sequential(
-        _conv_bn(16, 32, stride=2), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, num_classes)
+        _conv_bn(16, 32, stride=2),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(32, num_classes),
     )
     deep = nn.Sequential(
         _stage(16, 32, n, 2),
@@ -74,7 +79,9 @@ def _resnet(n: int, num_classes: int) -> Backbone:
 def _alexnet(num_classes: int) -> Backbone:
     # The CIFAR AlexNet (5 conv + 3 FC), narrowed so that it trains on a CPU in minutes.
     trunk = nn.Sequential(
-        nn.Conv2d(3, 32, 5, 1, 2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1)  # 16x16
+        nn.Conv2d(3, 32, 5, 1, 2),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(3, 2, 1),  # 16x16
     )
     exit_head = nn.Sequential(
         nn.Conv2d(32, 64, 3, 2, 1),
@@ -128,20 +135,20 @@ class EarlyExitNet(nn.Module):
             raise ValueError(f"unknown flag layout {layout!r}: expected concat or separate")
         self.backbone, self.layout = backbone, layout
 
-    def forward(self, x: torch.Tensor, threshold: torch.Tensor):  # noqa: ANN201
+    def forward(self, x: torch.Tensor, threshold: torch.Tensor):
         b = self.backbone
         feats = b.trunk(x)
         p_exit = torch.softmax(b.exit_head(feats), dim=1)
         pred = p_exit.max() > threshold.reshape(())
         layout = self.layout
 
-        def leave(feats: torch.Tensor, p_exit: torch.Tensor):  # noqa: ANN202
+        def leave(feats: torch.Tensor, p_exit: torch.Tensor):
             flag = torch.zeros_like(p_exit[:, :1])
             if layout == "concat":
                 return torch.cat([p_exit, flag], dim=1)
             return p_exit.clone(), flag
 
-        def go_deep(feats: torch.Tensor, p_exit: torch.Tensor):  # noqa: ANN202
+        def go_deep(feats: torch.Tensor, p_exit: torch.Tensor):
             p = torch.softmax(b.deep(feats), dim=1)
             flag = torch.ones_like(p[:, :1])
             if layout == "concat":

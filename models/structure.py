@@ -23,15 +23,15 @@ import onnx
 from onnx import helper, numpy_helper
 
 __all__ = [
-    "ModelFileError",
-    "Problem",
-    "ExitAnalysis",
-    "load_model",
-    "analyze",
-    "with_threshold_input",
-    "reference_model",
     "CONFIDENCE_OUTPUT",
     "THRESHOLD_INPUT",
+    "ExitAnalysis",
+    "ModelFileError",
+    "Problem",
+    "analyze",
+    "load_model",
+    "reference_model",
+    "with_threshold_input",
 ]
 
 THRESHOLD_INPUT = "threshold"
@@ -326,7 +326,7 @@ def _classify_condition(g: onnx.GraphProto, node: onnx.NodeProto, image: str | N
     return "data_dependent"
 
 
-def _find_threshold(a: ExitAnalysis, g: onnx.GraphProto, node: onnx.NodeProto, forced):  # noqa: ANN001
+def _find_threshold(a: ExitAnalysis, g: onnx.GraphProto, node: onnx.NodeProto, forced):
     prod = _producers(g)
     name, chain = _skip_pass_through(g, node.input[0])
     negate = False
@@ -392,7 +392,7 @@ def _check_branches(a: ExitAnalysis, g: onnx.GraphProto, node: onnx.NodeProto) -
             )
         )
         return
-    for i, (t, e) in enumerate(zip(then_g.output, else_g.output)):
+    for i, (t, e) in enumerate(zip(then_g.output, else_g.output, strict=True)):
         dt, de = _dims(t), _dims(e)
         if dt is not None and de is not None and dt != de:
             a.problems.append(
@@ -405,7 +405,7 @@ def _check_branches(a: ExitAnalysis, g: onnx.GraphProto, node: onnx.NodeProto) -
             )
 
 
-def _find_layout(a: ExitAnalysis, g: onnx.GraphProto, node: onnx.NodeProto, forced):  # noqa: ANN001
+def _find_layout(a: ExitAnalysis, g: onnx.GraphProto, node: onnx.NodeProto, forced):
     # Which graph outputs come from the If (directly or through pass-through nodes)?
     if_outs = list(node.output)
     from_if: dict[str, int] = {}

@@ -41,7 +41,7 @@ def state_to_npz(state: dict) -> bytes:
     return buf.getvalue()
 
 
-def evaluate(backbone, data: dataset.Dataset, threshold: float) -> dict:  # noqa: ANN001
+def evaluate(backbone, data: dataset.Dataset, threshold: float) -> dict:
     import torch
 
     with torch.no_grad():

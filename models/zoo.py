@@ -15,7 +15,7 @@ from pathlib import Path
 from ._io import sha256_file
 from .artifacts import ArtifactCache
 
-__all__ = ["ModelSpec", "ZOO", "VARIANTS", "LAYOUTS", "weights_path", "load_backbone", "onnx_path"]
+__all__ = ["LAYOUTS", "VARIANTS", "ZOO", "ModelSpec", "load_backbone", "onnx_path", "weights_path"]
 
 LAYOUTS = ("concat", "separate")
 VARIANTS = (*LAYOUTS, "plain", "traced")
@@ -50,7 +50,7 @@ def weights_path(spec: ModelSpec) -> Path:
     return path
 
 
-def load_backbone(spec: ModelSpec):  # noqa: ANN201
+def load_backbone(spec: ModelSpec):
     """The trained torch backbone (eval mode, float32)."""
     import numpy as np
     import torch

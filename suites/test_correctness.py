@@ -11,7 +11,7 @@ from fixtures.workspace import Prepared, Workspace
 
 
 @pytest.mark.exitgate_cases(precision=True, paths=("exit_default",))
-def test_matches_reference(case: Case, prepared: Prepared, workspace: Workspace, engine) -> None:  # noqa: ANN001
+def test_matches_reference(case: Case, prepared: Prepared, workspace: Workspace, engine) -> None:
     __tracebackhide__ = True
     precision = case.precision or "fp32"
     t = prepared.threshold_for(case.path)
@@ -28,12 +28,10 @@ def test_matches_reference(case: Case, prepared: Prepared, workspace: Workspace,
         )
 
 
-@pytest.mark.exitgate_cases(paths=("exit_always", "exit_never", "exit_default"))
+@pytest.mark.exitgate_cases(models="zoo", paths=("exit_always", "exit_never", "exit_default"))
 def test_export_matches_eager(case: Case, prepared: Prepared, workspace: Workspace) -> None:
     """The zoo's ONNX export computes what the PyTorch module computes (fp32, CPU)."""
     __tracebackhide__ = True
-    if case.model.kind != "zoo":
-        pytest.skip(f"[{case.id}] not a zoo model: there is no PyTorch module to compare with")
     pytest.importorskip("torch", reason="install PyTorch (pip install -e '.[zoo]') to compare the "
                         "export with the eager module")  # fmt: skip
     t = prepared.threshold_for(case.path)

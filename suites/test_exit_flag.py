@@ -25,7 +25,7 @@ def _fail(case: Case, msg: str) -> None:
 
 
 @pytest.mark.exitgate_cases(precision=True, paths=("exit_always", "exit_never", "exit_default"))
-def test_exit_flag(case: Case, prepared: Prepared, workspace: Workspace, engine) -> None:  # noqa: ANN001
+def test_exit_flag(case: Case, prepared: Prepared, workspace: Workspace, engine) -> None:
     __tracebackhide__ = True
     precision = case.precision or "fp32"
     t = prepared.threshold_for(case.path)

@@ -1,0 +1,25 @@
+"""Helpers for the self-tests: run pytest on this repository's suites in a subprocess."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def run_suite(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch):
+    """``run_suite(*args)``: pytest in a subprocess, rooted at this repository, sharing its cache."""
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    monkeypatch.setenv("EXITGATE_CACHE_DIR", os.environ.get(
+        "EXITGATE_CACHE_DIR", str(REPO / ".cache" / "exitgate")))  # fmt: skip
+
+    def run(*args: str) -> pytest.RunResult:
+        return pytester.runpytest_subprocess(
+            "--rootdir", str(REPO), "-c", str(REPO / "pyproject.toml"), "-p", "no:randomly", *args
+        )
+
+    return run
