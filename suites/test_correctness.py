@@ -11,14 +11,15 @@ from fixtures.workspace import Prepared, Workspace
 
 
 @pytest.mark.exitgate_cases(precision=True, paths=("exit_default",))
-def test_matches_reference(case: Case, prepared: Prepared, workspace: Workspace, engine) -> None:
+def test_matches_reference(
+    case: Case, prepared: Prepared, workspace: Workspace, engine, record
+) -> None:
     __tracebackhide__ = True
     precision = case.precision or "fp32"
     t = prepared.threshold_for(case.path)
     cmp = compare_runs(case.id, workspace.candidate(case.model, precision, t),
                        workspace.reference(case.model, t), workspace.settings.profile, precision)  # fmt: skip
-    workspace.facts.setdefault("correctness", {})[case.id] = cmp.line()
-    print(cmp.line())
+    record("correctness", cmp.line())
     if not cmp.passed:
         pytest.fail(
             f"{cmp.line()}\n  worst input {cmp.worst}; tolerances come from profile "

@@ -25,7 +25,7 @@ def _fail(case: Case, msg: str) -> None:
 
 
 @pytest.mark.exitgate_cases(precision=True, paths=("exit_always", "exit_never", "exit_default"))
-def test_exit_flag(case: Case, prepared: Prepared, workspace: Workspace, engine) -> None:
+def test_exit_flag(case: Case, prepared: Prepared, workspace: Workspace, engine, record) -> None:
     __tracebackhide__ = True
     precision = case.precision or "fp32"
     t = prepared.threshold_for(case.path)
@@ -76,11 +76,38 @@ def test_exit_flag(case: Case, prepared: Prepared, workspace: Workspace, engine)
             f"inputs disagree, e.g. input {i}: confidence {ref.confidence[i]:.4f}, flag "
             f"{got.flag[i]:g}",
         )
-    exit_rate = float((np.round(got.flag) == 0).mean())
-    workspace.facts.setdefault("exit_rate", {})[case.id] = exit_rate
+    exited = np.round(got.flag) == 0
+    exit_rate = float(exited.mean())
+    record("exit", _exit_stats(got.probs, exited, prepared.data.y, t))
+    if precision == "fp32":
+        record("sweep", _threshold_sweep(workspace, case, ref, prepared.data.y))
     if exit_rate in (0.0, 1.0):
         _fail(
             case,
             f"at the default threshold {t} all {n} inputs took the same path (exit rate "
             f"{exit_rate:.0%}): the dataset must exercise both the early exit and the deep branch",
         )
+
+
+def _exit_stats(probs: np.ndarray, exited: np.ndarray, y: np.ndarray, t: float) -> dict:
+    """Exit rate and accuracy per exit (labels < 0 mean unknown: accuracy is then omitted)."""
+    stats: dict = {"threshold": t, "n": len(exited), "exit_rate": float(exited.mean())}
+    if (y >= 0).all():
+        right = probs.argmax(1) == y
+        stats["accuracy"] = float(right.mean())
+        stats["accuracy_exited"] = float(right[exited].mean()) if exited.any() else None
+        stats["accuracy_deep"] = float(right[~exited].mean()) if (~exited).any() else None
+    return stats
+
+
+def _threshold_sweep(workspace: Workspace, case: Case, ref, y: np.ndarray) -> dict:
+    """Exit rate and accuracy vs threshold from the fp32 reference (the BranchyNet trade-off)."""
+    exit_p = workspace.reference(case.model, 0.0, force="exit").probs.argmax(1)
+    deep_p = workspace.reference(case.model, 1.0, force="deep").probs.argmax(1)
+    thresholds = np.round(np.linspace(0.0, 1.0, 41), 3)
+    rates, accs = [], []
+    for th in thresholds:
+        ex = ref.confidence > th
+        rates.append(float(ex.mean()))
+        accs.append(float((np.where(ex, exit_p, deep_p) == y).mean()) if (y >= 0).all() else None)
+    return {"thresholds": thresholds.tolist(), "exit_rate": rates, "accuracy": accs}

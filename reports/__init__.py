@@ -1,0 +1,1 @@
+"""Run summaries (Markdown, static HTML, plots) and comparisons between stored runs."""

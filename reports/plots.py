@@ -1,0 +1,68 @@
+"""PNG plots for the summary (matplotlib, headless). Missing matplotlib means no plots, not a crash."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+from models._io import atomic_write_bytes
+
+__all__ = ["write_plots"]
+
+
+def _save(fig, path: Path) -> None:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def write_plots(run: dict[str, Any], out: Path) -> list[str]:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    written: list[str] = []
+    sweeps = {}
+    for _, t in sorted(run["tests"].items()):
+        sw = t.get("props", {}).get("sweep")
+        case = t.get("props", {}).get("case")
+        if sw and case:
+            label = case["model"] + (f" {case['precision']}" if case.get("precision") else "")
+            sweeps.setdefault(label, sw)
+    if sweeps:
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+        for label, sw in sweeps.items():
+            ax1.plot(sw["thresholds"], sw["exit_rate"], label=label)
+            ax2.plot(sw["exit_rate"], sw["accuracy"], marker=".", label=label)
+        ax1.set(xlabel="threshold", ylabel="exit rate", title="Exit rate vs threshold")
+        ax2.set(
+            xlabel="exit rate",
+            ylabel="accuracy",
+            title="Accuracy vs exit rate (BranchyNet trade-off)",
+        )
+        for ax in (ax1, ax2):
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
+        _save(fig, out / "threshold_sweep.png")
+        plt.close(fig)
+        written.append("threshold_sweep.png")
+    lat = [(t["props"]["case"], t["props"]["latency"]) for t in run["tests"].values()
+           if "latency" in t.get("props", {}) and "case" in t.get("props", {})
+           and isinstance(t["props"]["latency"], dict)]  # fmt: skip
+    if lat:
+        fig, ax = plt.subplots(figsize=(11, 4))
+        labels = [f"{c['model']}-{c.get('precision') or ''}-{c.get('path') or ''}" for c, _ in lat]
+        med = [v["median_ms"] for _, v in lat]
+        lo = [v["median_ms"] - v.get("p05_ms", v["median_ms"]) for _, v in lat]
+        hi = [v.get("p95_ms", v["median_ms"]) - v["median_ms"] for _, v in lat]
+        ax.bar(range(len(med)), med, yerr=[lo, hi], capsize=3)
+        ax.set_xticks(range(len(med)), labels, rotation=60, ha="right", fontsize=7)
+        ax.set(ylabel="ms (median, p5-p95)", title="Latency per precision and exit path")
+        _save(fig, out / "latency.png")
+        plt.close(fig)
+        written.append("latency.png")
+    return written

@@ -1,0 +1,195 @@
+"""Render a run record (``run.json``) as Markdown, a static HTML page and PNG plots.
+
+Everything is written atomically into the output folder; the HTML needs no server and embeds
+nothing remote, so it opens from disk.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from models._io import atomic_write_text
+
+__all__ = ["families", "render_html", "render_markdown", "write_summary"]
+
+FAMILIES = {  # test file -> assertion family shown in the per-model table
+    "test_structure.py": "structure",
+    "test_exit_flag.py": "exit flag",
+    "test_correctness.py": "correctness",
+    "test_precision_audit.py": "precision audit",
+    "test_cuda_graph.py": "CUDA graph",
+    "test_latency.py": "latency",
+    "test_benchmark.py": "benchmark",
+    "test_strategies.py": "strategies",
+}
+SYMBOL = {"passed": "pass", "failed": "FAIL", "error": "ERROR", "skipped": "skip",
+          "xfailed": "xfail", "xpassed": "XPASS"}  # fmt: skip
+_ORDER = ["ERROR", "FAIL", "XPASS", "pass", "xfail", "skip"]
+
+
+def _file_and_case(nodeid: str) -> tuple[str, str]:
+    m = re.match(r"(?:.*/)?([^/:]+)::[^\[]+(?:\[(.*)\])?$", nodeid)
+    return (m.group(1), m.group(2) or "") if m else (nodeid, "")
+
+
+def families(run: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """model (with layout) -> family -> worst status over its tests."""
+    table: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    for nodeid, t in run["tests"].items():
+        fname, _ = _file_and_case(nodeid)
+        case = t.get("props", {}).get("case")
+        model = (
+            case["model"] + (f" ({case['layout']})" if case.get("layout") else "") if case else "-"
+        )
+        table[model][FAMILIES.get(fname, fname)].append(SYMBOL.get(t["outcome"], t["outcome"]))
+    return {
+        m: {
+            f: min(v, key=_ORDER.index) + (f" ({len(v)})" if len(v) > 1 else "")
+            for f, v in fams.items()
+        }
+        for m, fams in sorted(table.items())
+    }
+
+
+def _rows(run: dict[str, Any], prop: str) -> list[tuple[str, Any]]:
+    out = []
+    for nodeid, t in sorted(run["tests"].items()):
+        if prop in t.get("props", {}):
+            out.append((_file_and_case(nodeid)[1], t["props"][prop]))
+    return out
+
+
+def _counts(run: dict[str, Any]) -> dict[str, int]:
+    c: dict[str, int] = defaultdict(int)
+    for t in run["tests"].values():
+        c[t["outcome"]] += 1
+    return dict(c)
+
+
+def _md_table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    def cell(x: Any) -> str:
+        return str(x).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(x) for x in r) + " |" for r in rows]
+    return lines
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{x:.1%}"
+
+
+def sections(run: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any]], str]]:
+    """(title, header, rows, note) for every table of the summary, shared by MD and HTML."""
+    env = run.get("environment", {})
+    out: list[tuple[str, list[str], list[list[Any]], str]] = []
+    env_rows = [[k, v] for k, v in env.items() if k not in ("args",) and v not in (None, "")]
+    env_rows.append(["command", "pytest " + " ".join(env.get("args", []))])
+    out.append(("Environment", ["", ""], env_rows, ""))
+    fam = families(run)
+    cols = [f for f in dict.fromkeys(FAMILIES.values()) if any(f in v for v in fam.values())]
+    out.append(("Status per model", ["model", *cols],
+                [[m, *[v.get(c, "") for c in cols]] for m, v in fam.items()],
+                "worst outcome over the model's tests; (n) = number of tests"))  # fmt: skip
+    ex = _rows(run, "exit")
+    if ex:
+        out.append(("Exit rate and accuracy per exit (project dataset, default threshold)",
+                    ["case", "threshold", "exit rate", "accuracy", "accuracy of exited",
+                     "accuracy of deep path", "inputs"],
+                    [[c, e["threshold"], _pct(e["exit_rate"]), _pct(e.get("accuracy")),
+                      _pct(e.get("accuracy_exited")), _pct(e.get("accuracy_deep")), e["n"]]
+                     for c, e in ex], ""))  # fmt: skip
+    corr = _rows(run, "correctness")
+    if corr:
+        out.append(("Correctness against onnxruntime fp32 (branch-aware)", ["summary"],
+                    [[line] for _, line in corr], ""))  # fmt: skip
+    audit = _rows(run, "audit")
+    if audit:
+        rows = []
+        for case, a in audit:
+            for branch, info in a.items():
+                rows.append(
+                    [case, branch, info["text"], "LEFT AT FP32" if info.get("left_fp32") else ""]
+                )
+        out.append(("Precision audit per branch", ["case", "branch", "coverage", "flag"], rows,
+                    "counts of Conv/Gemm/MatMul running in the target precision"))  # fmt: skip
+    for prop, title in (("capture", "CUDA-graph capture"), ("latency", "Latency"),
+                        ("ordering", "Latency ordering verdicts"), ("strategy", "Strategies")):  # fmt: skip
+        rows = _rows(run, prop)
+        if rows:
+            out.append((title, ["case", "result"], [[c, v if isinstance(v, str) else json.dumps(v)]
+                                                    for c, v in rows], ""))  # fmt: skip
+    skipped = [[nodeid, t.get("reason", "")] for nodeid, t in sorted(run["tests"].items())
+               if t["outcome"] in ("skipped", "xfailed")]  # fmt: skip
+    if skipped:
+        out.append(("Skipped or expected to fail, and why", ["test", "reason"], skipped, ""))
+    failed = [[nodeid, t.get("reason", "")] for nodeid, t in sorted(run["tests"].items())
+              if t["outcome"] in ("failed", "error", "xpassed")]  # fmt: skip
+    if failed:
+        out.append(("Failures", ["test", "first line"], failed, ""))
+    return out
+
+
+def render_markdown(run: dict[str, Any], plots: list[str]) -> str:
+    c = _counts(run)
+    lines = ["# exitgate run summary", "",
+             "**" + ", ".join(f"{v} {k}" for k, v in sorted(c.items())) + "**", ""]  # fmt: skip
+    for title, header, rows, note in sections(run):
+        lines += [f"## {title}", ""]
+        if note:
+            lines += [f"_{note}_", ""]
+        lines += [*_md_table(header, rows), ""]
+    if plots:
+        lines += ["## Plots", "", *[f"![{p}]({p})" for p in plots], ""]
+    return "\n".join(lines)
+
+
+_CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}
+table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:14px}
+td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}
+th{background:#f2f2f2}.FAIL,.ERROR,.XPASS{background:#fdd;font-weight:bold}.pass{color:#070}
+.skip,.xfail{color:#777}img{max-width:100%;border:1px solid #ddd;margin:4px 0}
+.note{color:#666;font-style:italic}"""
+
+
+def render_html(run: dict[str, Any], plots: list[str]) -> str:
+    c = _counts(run)
+    e = html.escape
+    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>exitgate run summary</title>",
+             f"<style>{_CSS}</style></head><body><h1>exitgate run summary</h1>",
+             "<p><b>" + e(", ".join(f"{v} {k}" for k, v in sorted(c.items()))) + "</b></p>"]  # fmt: skip
+    for title, header, rows, note in sections(run):
+        parts.append(f"<h2>{e(title)}</h2>")
+        if note:
+            parts.append(f"<p class='note'>{e(note)}</p>")
+        parts.append("<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr>")
+        for r in rows:
+            cells = []
+            for x in r:
+                s = str(x)
+                cls = s.split(" ")[0] if s.split(" ")[0] in SYMBOL.values() else ""
+                cells.append(f"<td class='{cls}'>{e(s)}</td>")
+            parts.append("<tr>" + "".join(cells) + "</tr>")
+        parts.append("</table>")
+    if plots:
+        parts.append("<h2>Plots</h2>")
+        parts += [f"<p><img src='{e(p)}' alt='{e(p)}'></p>" for p in plots]
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_summary(run: dict[str, Any], out: Path) -> dict[str, Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    from .plots import write_plots
+
+    plots = write_plots(run, out)
+    paths = {"json": out / "run.json", "md": out / "summary.md", "html": out / "summary.html"}
+    atomic_write_text(paths["json"], json.dumps(run, indent=1, sort_keys=True, default=str))
+    atomic_write_text(paths["md"], render_markdown(run, plots))
+    atomic_write_text(paths["html"], render_html(run, plots))
+    return paths
