@@ -17,6 +17,9 @@ def run_suite(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("EXITGATE_CACHE_DIR", os.environ.get(
         "EXITGATE_CACHE_DIR", str(REPO / ".cache" / "exitgate")))  # fmt: skip
 
+    # the suites' run summary goes to the test's own folder, never over reports/latest
+    monkeypatch.setenv("EXITGATE_REPORT_DIR", str(pytester.path / "report"))
+
     def run(*args: str) -> pytest.RunResult:
         return pytester.runpytest_subprocess(
             "--rootdir", str(REPO), "-c", str(REPO / "pyproject.toml"), "-p", "no:randomly", *args
