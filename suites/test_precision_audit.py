@@ -1,0 +1,37 @@
+"""Per-branch precision audit: fp16 and int8 artifacts must run their convolutions and GEMMs in the
+target precision in every branch (trunk, exit head, deep branch), inside the `If` too.
+
+A converter that skips `If` subgraphs leaves the deep branch in fp32: the "INT8 slower than FP16"
+symptom. The audit is read from the ONNX artifact here; with the TensorRT backend the engine's own
+layer information is audited as well (test_structure.py).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from fixtures.cases import Case
+from fixtures.workspace import Prepared, Workspace
+
+
+@pytest.mark.exitgate_cases(precision=("fp16", "int8"))
+def test_branches_run_in_target_precision(
+    case: Case, prepared: Prepared, workspace: Workspace, record
+) -> None:
+    __tracebackhide__ = True
+    from models.audit import audit
+
+    precision = case.precision or "fp32"
+    artifact = workspace.onnx_for(prepared, precision)
+    result = audit(artifact, precision, exit_branch=prepared.analysis.exit_branch or "then_branch")
+    record("audit", {b: {"text": a.text(), "left_fp32": a.left_fp32, "converted": a.converted,
+                         "total": a.total} for b, a in result.branches.items()})  # fmt: skip
+    if result.left_fp32:
+        pytest.fail(
+            f"[{case.id}] branch(es) {', '.join(result.left_fp32)} left in fp32:\n  "
+            + "\n  ".join(result.lines())
+            + f"\n  artifact: {artifact}. Quantize/convert inside the If branches (see README, "
+            "'Precision artifacts').",
+            pytrace=False,
+        )
+    assert result["deep"].converted > 0, result.text()
