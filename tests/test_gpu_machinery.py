@@ -1,0 +1,401 @@
+"""Self-tests of the GPU machinery: events vs host clock, graph capture, capturability verdicts,
+conditional-node early exits and interleaved timing.
+
+PyTorch on CUDA is the workload (no TensorRT needed): torch ops run on our cuda-python stream
+through ``torch.cuda.ExternalStream``, reading and writing static tensors, like an engine's static
+bindings. Measured numbers are printed as ``MEASURE name=value`` lines (run with ``-s``) and
+recorded with ``record_property``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import pytest
+
+from fixtures import cond_graph, cuda, stats, timing
+
+pytestmark = pytest.mark.gpu
+
+SLEEP_CYCLES = 2_000_000  # torch.cuda._sleep spins this many SM clock cycles (~1 ms at ~2 GHz)
+
+
+@pytest.fixture(scope="module")
+def torch():
+    """PyTorch with CUDA, or a skip that names what is missing."""
+    reason = cuda.available()
+    if reason:
+        pytest.skip(f"needs a usable NVIDIA GPU: {reason}")
+    try:
+        import torch
+    except ImportError:
+        pytest.skip(
+            "the GPU self-tests use PyTorch as the workload: pip install torch (CUDA build)"
+        )
+    if not torch.cuda.is_available():
+        pytest.skip(
+            f"PyTorch {torch.__version__} has no CUDA here (a CPU build?): install a CUDA build, "
+            "e.g. pip install torch --index-url https://download.pytorch.org/whl/cu130"
+        )
+    torch.manual_seed(0)
+    return torch
+
+
+@pytest.fixture(scope="module")
+def stream(torch):
+    s = cuda.Stream()
+    yield s
+    s.synchronize()
+    s.close()
+
+
+@pytest.fixture
+def measure(record_property):
+    def emit(name: str, value: float) -> None:
+        record_property(name, value)
+        print(f"MEASURE {name}={value:.6g}")
+
+    return emit
+
+
+_EXTERNAL: dict[int, object] = {}
+
+
+@contextlib.contextmanager
+def on(torch, handle: int):
+    """Run torch ops on the cuda-python stream ``handle``, without autograd."""
+    ext = _EXTERNAL.get(handle)
+    if ext is None:
+        ext = _EXTERNAL[handle] = torch.cuda.ExternalStream(handle)
+    with torch.cuda.stream(ext), torch.no_grad():
+        yield
+
+
+class TorchEngine:
+    """The Engine device contract over a torch function with static input/output tensors."""
+
+    def __init__(self, torch, forward, inputs: dict[str, tuple], output_shape: tuple) -> None:
+        self.torch, self.forward = torch, forward
+        self.x = {k: torch.zeros(shape, device="cuda") for k, shape in inputs.items()}
+        self.y = torch.zeros(output_shape, device="cuda")
+
+    def load_inputs(self, feeds: dict[str, np.ndarray]) -> None:
+        for name, value in feeds.items():
+            self.x[name].copy_(self.torch.from_numpy(np.asarray(value, np.float32)))
+        self.torch.cuda.synchronize()
+
+    def enqueue(self, stream: int) -> None:
+        with on(self.torch, stream):
+            self.forward(self, stream)
+
+    def read_outputs(self) -> dict[str, np.ndarray]:
+        self.torch.cuda.synchronize()
+        return {"output": self.y.cpu().numpy()}
+
+
+def _convnet(torch):
+    torch.manual_seed(0)
+    nn = torch.nn
+    trunk = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 32, 3, padding=1,
+                          stride=2), nn.ReLU())  # fmt: skip
+    head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10))
+    deep = nn.Sequential(nn.Conv2d(32, 64, 3, padding=1, stride=2), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10))  # fmt: skip
+    return trunk.cuda().eval(), head.cuda().eval(), deep.cuda().eval()
+
+
+def _image(seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((1, 3, 32, 32)).astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------------
+# (a) CUDA events vs the host clock
+
+
+@pytest.mark.serial
+def test_event_gpu_time_agrees_with_host_latency(torch, stream, measure):
+    def sleep(cycles):
+        def enqueue(h: int) -> None:
+            with on(torch, h):
+                torch.cuda._sleep(cycles)
+
+        return enqueue
+
+    one = timing.time_device(sleep(SLEEP_CYCLES), stream, warmup_ms=100, repeat_ms=300)
+    two = timing.time_device(sleep(2 * SLEEP_CYCLES), stream, warmup_ms=50, repeat_ms=300,
+                             sync="spin")  # fmt: skip
+    for label, t in (("sleep1", one), ("sleep2_spin", two)):
+        measure(f"{label}_gpu_ms", t.gpu.median)
+        measure(f"{label}_host_ms", t.host.median)
+        measure(f"{label}_enqueue_ms", t.enqueue.median)
+        measure(f"{label}_gpu_cv", t.gpu.cv)
+        # per iteration: the events lie inside the host interval
+        assert (t.gpu_ms < t.host_ms).all(), (
+            f"{label}: GPU time exceeded host latency in {(t.gpu_ms >= t.host_ms).sum()} of {t.n} "
+            "iterations; the events are not recorded on the timed stream"
+        )
+        gap = t.host.median - t.gpu.median
+        assert gap < 0.2 + 0.1 * t.host.median, (
+            f"{label}: host latency {t.host.median:.3f} ms vs GPU {t.gpu.median:.3f} ms: gap "
+            f"{gap:.3f} ms > 0.2 ms + 10%; event timing and the host clock disagree"
+        )
+        assert t.enqueue.median < 0.2 * t.gpu.median, f"{label}: enqueue should be << a 1 ms kernel"
+        assert not any("enqueue-bound" in w for w in t.warnings()), t.warnings()
+    ratio = two.gpu.median / one.gpu.median
+    measure("sleep_ratio_2x_cycles", ratio)
+    assert 1.6 < ratio < 2.4, f"twice the cycles took {ratio:.2f}x the GPU time (expected ~2x)"
+
+
+@pytest.mark.serial
+def test_tiny_kernel_is_flagged_enqueue_bound(torch, stream, measure):
+    x = torch.zeros(16, device="cuda")
+
+    def enqueue(h: int) -> None:
+        with on(torch, h):
+            x.add_(1.0)
+
+    t = timing.time_device(enqueue, stream, warmup_ms=50, repeat_ms=200)
+    measure("tiny_gpu_ms", t.gpu.median)
+    measure("tiny_enqueue_ms", t.enqueue.median)
+    measure("tiny_host_ms", t.host.median)
+    assert any("enqueue-bound" in w for w in t.warnings()), (
+        f"a 16-element add should be enqueue-bound: enqueue {t.enqueue.median:.4f} ms, GPU "
+        f"{t.gpu.median:.4f} ms, warnings {t.warnings()}"
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# (b) capture of a plain network; (c) capture of eager early exits
+
+
+def test_plain_convnet_captures_and_replays_match(torch, stream):
+    trunk, _head, deep = _convnet(torch)
+
+    def forward(eng, _h):
+        eng.y.copy_(torch.softmax(deep(trunk(eng.x["input"])), 1))
+
+    eng = TorchEngine(torch, forward, {"input": (1, 3, 32, 32)}, (1, 10))
+    verdict = cuda.check_capturable(eng, {"a": {"input": _image(1)}, "b": {"input": _image(2)}},
+                                    stream)  # fmt: skip
+    assert verdict.capturable, verdict.message
+    assert verdict.replay_matches == {"a": True, "b": True}
+    assert not verdict.notes, verdict.notes
+
+
+def _exit_forward(torch, trunk, head, deep, host_flag=None):
+    """An eager early exit; the decision is read on the host (a sync, or a stale host copy)."""
+
+    def forward(eng, h):
+        feats = trunk(eng.x["input"])
+        p_exit = torch.softmax(head(feats), 1)
+        if host_flag is None:  # what a PyTorch user writes: .item() synchronises
+            go_deep = not p_exit.max().item() > eng.x["threshold"].item()
+        else:  # TensorRT-If-like: async D2H of the decision, sync skipped while capturing
+            eng.flag.copy_((p_exit.max() <= eng.x["threshold"]).float().reshape(1))
+            cuda.memcpy_dtoh(host_flag, eng.flag.data_ptr(), stream=h)
+            if not cuda.is_capturing(h):
+                cuda.Stream.wrap(h).synchronize()
+            go_deep = bool(host_flag[0] > 0.5)
+        if go_deep:
+            eng.y.copy_(torch.cat([torch.softmax(deep(feats), 1), torch.ones_like(p_exit[:, :1])],
+                                  1))  # fmt: skip
+        else:
+            eng.y.copy_(torch.cat([p_exit, torch.zeros_like(p_exit[:, :1])], 1))
+
+    return forward
+
+
+def _exit_paths():
+    img = _image(3)
+    one = np.ones(1, np.float32)
+    return {
+        "exit_always": {"input": img, "threshold": 0 * one},
+        "exit_never": {"input": img, "threshold": one},
+    }
+
+
+def test_eager_exit_with_host_sync_is_not_capturable(torch, stream):
+    trunk, head, deep = _convnet(torch)
+    eng = TorchEngine(torch, _exit_forward(torch, trunk, head, deep),
+                      {"input": (1, 3, 32, 32), "threshold": (1,)}, (1, 11))  # fmt: skip
+    paths = _exit_paths()
+    verdict = cuda.check_capturable(eng, paths, stream)
+    print(f"MEASURE eager_exit_verdict={verdict.message!r}")
+    assert not verdict.capturable
+    assert not verdict.captured, "a host sync under capture must invalidate the capture"
+    assert "cudaErrorStreamCapture" in verdict.message, verdict.message
+    # trtexec's fallback: after a failed capture the engine still runs without graphs
+    for path, want_flag in (("exit_always", 0.0), ("exit_never", 1.0)):
+        eng.load_inputs(paths[path])
+        eng.enqueue(stream.handle)
+        stream.synchronize()
+        assert eng.read_outputs()["output"][0, -1] == want_flag, path
+
+
+def test_frozen_branch_is_caught_by_per_path_replay(torch, stream):
+    trunk, head, deep = _convnet(torch)
+    host_flag = np.zeros(1, np.float32)  # pageable: the D2H copy is recorded, not run, in capture
+    eng = TorchEngine(torch, _exit_forward(torch, trunk, head, deep, host_flag),
+                      {"input": (1, 3, 32, 32), "threshold": (1,)}, (1, 11))  # fmt: skip
+    eng.flag = torch.zeros(1, device="cuda")
+    verdict = cuda.check_capturable(eng, _exit_paths(), stream)
+    print(f"MEASURE frozen_branch_verdict={verdict.message!r}")
+    assert verdict.captured, f"this engine should capture (with a frozen branch): {verdict.message}"
+    assert not verdict.capturable
+    assert verdict.replay_matches == {"exit_always": True, "exit_never": False}, verdict
+    assert "exit_never" in verdict.message and "froze" in verdict.message, verdict.message
+
+
+# --------------------------------------------------------------------------------------------------
+# (d) conditional graph nodes: the exit decided on the GPU, inside one graph
+
+
+class SplitModel:
+    """Trunk (+ exit head + decision) and body with static buffers; exit flag 1.0 = go deep."""
+
+    def __init__(self, torch, batch: int = 64, width: int = 1024, depth: int = 24) -> None:
+        g = torch.Generator(device="cpu").manual_seed(0)
+
+        def w(*shape):
+            return (torch.randn(*shape, generator=g) / shape[0] ** 0.5).cuda()
+
+        self.torch = torch
+        self.w1, self.we = w(512, width), w(width, 10)
+        self.wd, self.wo = [w(width, width) for _ in range(depth)], w(width, 10)
+        self.x = torch.randn(batch, 512, generator=g).cuda()
+        self.thr = torch.zeros(1, device="cuda")
+        self.feats = torch.zeros(batch, width, device="cuda")
+        self.exit_probs = torch.zeros(batch, 10, device="cuda")
+        self.decision = torch.zeros(1, device="cuda")
+        self.out = torch.zeros(batch, 10, device="cuda")
+
+    def trunk(self, h: int) -> None:
+        t = self.torch
+        with on(t, h):
+            self.feats.copy_(t.relu(self.x @ self.w1))
+            p = t.softmax(self.feats @ self.we, 1)
+            self.exit_probs.copy_(p)
+            self.decision.copy_((p.max() <= self.thr).float().reshape(1))
+
+    def body(self, h: int) -> None:
+        t = self.torch
+        with on(t, h):
+            g = self.feats
+            for w in self.wd:
+                g = t.relu(g @ w)
+            self.out.copy_(t.softmax(g @ self.wo, 1))
+
+    def set(self, threshold: float, sentinel: float | None = None) -> None:
+        self.thr.fill_(threshold)
+        if sentinel is not None:
+            self.out.fill_(sentinel)
+        self.torch.cuda.synchronize()
+
+
+@pytest.mark.serial
+def test_split_graph_matches_eager_and_skips_the_body(torch, stream, measure):
+    reason = cond_graph.conditional_support()
+    if reason:
+        pytest.skip(f"conditional graph nodes unavailable: {reason}")
+    m = SplitModel(torch)
+    sentinel = -7.0
+    reference = {}
+    for thr in (0.0, 1.0):  # threshold 0: always exit; 1: never exit
+        m.set(thr, sentinel)
+        m.trunk(stream.handle)
+        stream.synchronize()
+        go_deep = m.decision.item() > 0.5
+        if go_deep:
+            m.body(stream.handle)
+        stream.synchronize()
+        reference[thr] = (go_deep, m.exit_probs.cpu().numpy(), m.out.cpu().numpy())
+    assert reference[0.0][0] is False and reference[1.0][0] is True
+
+    sg = cond_graph.split_graph(m.trunk, m.decision.data_ptr(), m.body, stream)
+    try:
+        print(f"MEASURE condition_kernel={sg.kernel!r}")
+        for thr, (go_deep, exit_ref, out_ref) in reference.items():
+            m.set(thr, sentinel)
+            sg.launch(stream)
+            stream.synchronize()
+            exit_probs, out = m.exit_probs.cpu().numpy(), m.out.cpu().numpy()
+            assert np.array_equal(exit_probs, exit_ref), f"threshold {thr}: trunk output differs"
+            assert m.decision.item() == float(go_deep)
+            if go_deep:
+                np.testing.assert_allclose(out, out_ref, rtol=1e-5, atol=1e-6,
+                                           err_msg="deep path: body output differs from eager")  # fmt: skip
+                measure("split_graph_deep_max_abs_diff", float(np.abs(out - out_ref).max()))
+            else:
+                assert (out == sentinel).all(), "exit path: the body ran (output overwritten)"
+
+        sh = cond_graph.split_host(m.trunk, m.decision.data_ptr(), m.body, stream)
+        try:
+            results = {}
+            for thr, label in ((0.0, "exit"), (1.0, "deep")):
+                m.set(thr)
+                assert sh.launch(stream) is (thr == 1.0)
+                stream.synchronize()
+
+                def eager(h: int) -> None:
+                    m.trunk(h)
+                    with on(torch, h):  # the eager host decision: .item() syncs this stream
+                        go_deep = m.decision.item() > 0.5
+                    if go_deep:
+                        m.body(h)
+
+                for name, fn in (("split_graph", sg.launch), ("split_host", sh.launch),
+                                 ("eager", eager)):  # fmt: skip
+                    t = timing.time_device(fn, stream, warmup_ms=50, repeat_ms=200)
+                    results[(name, label)] = t
+                    measure(f"{name}_{label}_gpu_ms", t.gpu.median)
+                    measure(f"{name}_{label}_host_ms", t.host.median)
+                    measure(f"{name}_{label}_enqueue_ms", t.enqueue.median)
+        finally:
+            sh.close()
+    finally:
+        sg.close()
+    exit_ms = results[("split_graph", "exit")].gpu.median
+    deep_ms = results[("split_graph", "deep")].gpu.median
+    assert exit_ms < 0.5 * deep_ms, (
+        f"split_graph exit {exit_ms:.4f} ms vs deep {deep_ms:.4f} ms: the untaken body seems to run"
+    )
+
+
+def test_condition_kernel_loads_from_cubin_and_ptx(torch):
+    reason = cond_graph.conditional_support()
+    if reason:
+        pytest.skip(f"conditional graph nodes unavailable: {reason}")
+    device = torch.cuda.current_device()
+    for form, want in (("cubin", "cubin"), ("ptx", "PTX")):
+        _, func, how = cond_graph._kernel(device, (form,))
+        print(f"MEASURE condition_kernel_{form}={how!r}")
+        assert func is not None and how.startswith(want), how
+
+
+# --------------------------------------------------------------------------------------------------
+# (e) interleaved timing feeds the ordering gate
+
+
+@pytest.mark.serial
+def test_interleaved_medians_order_known_workloads(torch, stream, measure):
+    def sleeper(cycles):
+        ext = torch.cuda.ExternalStream(stream.handle)
+
+        def launch() -> None:
+            with torch.cuda.stream(ext):
+                torch.cuda._sleep(cycles)
+
+        return launch
+
+    labels, med = timing.interleaved_medians(
+        {"fast": sleeper(100_000), "slow": sleeper(300_000)}, stream, rounds=12, k=20, seed=1,
+        warmup_ms=100,
+    )  # fmt: skip
+    assert labels == ["fast", "slow"] and med.shape == (12, 2)
+    (result,) = stats.ordering_gate(med, labels, [("slow", "fast")])
+    measure("interleaved_fast_ms", float(np.median(med[:, 0])))
+    measure("interleaved_slow_ms", float(np.median(med[:, 1])))
+    measure("interleaved_ratio", result.ratio)
+    assert result.verdict is stats.Verdict.HOLDS, result.describe()
+    assert 2.0 < result.ratio < 4.0, result.describe()
