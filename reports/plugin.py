@@ -86,8 +86,12 @@ def _skip_reason(report: pytest.TestReport) -> str:
 
 
 def _first_line(text: str) -> str:
-    for line in text.splitlines():
-        line = line.strip()
+    """The error itself: the first ``E`` line of a traceback, else the first meaningful line."""
+    lines = [ln.strip() for ln in text.splitlines()]
+    errors = [ln[1:].strip() for ln in lines if ln.startswith("E ")]
+    if errors:
+        return " ".join(errors[:3])[:400]
+    for line in lines:
         if line and not line.startswith(("All traceback entries", "=", "_")):
             return line[:400]
     return ""
