@@ -35,7 +35,7 @@ def test_benchmark(case: Case, prepared: Prepared, workspace: Workspace, benchma
 
         stream = cuda.Stream()
         engine.load_inputs(feeds)
-        graph = cuda.capture(engine.enqueue, stream)
+        graph = engine.capture_graph(stream)
         if graph.captured and graph.graph is not None:
             launch, how = (lambda: graph.graph.launch(stream)), "cuda_graph"
         else:

@@ -43,10 +43,9 @@ def _launcher(engine: Engine, feeds: dict, stream):
     enqueue; host ``run()`` when ``stream`` is None (host backends)."""
     if stream is None:
         return lambda: engine.run(feeds)
-    from fixtures import cuda
 
     engine.load_inputs(feeds)
-    result = cuda.capture(engine.enqueue, stream)
+    result = engine.capture_graph(stream)
     if result.captured and result.graph is not None:
         return lambda: result.graph.launch(stream)
     return lambda: engine.enqueue(stream.handle)
