@@ -105,7 +105,7 @@ def test_pytest_benchmark_compare_fail_trips_on_planted_regression(run_suite, tm
     assert "Performance has regressed" in output
     assert "median" in output and "test_benchmark[resnet8-fp32-exit_never-concat]" in output
     # pytest-benchmark's own compare prints the stored run's rows aligned by test id
-    cli = subprocess.run([sys.executable, "-m", "pytest_benchmark.cli", "--storage",
+    cli = subprocess.run([sys.executable, "-c", "from pytest_benchmark.cli import main; main()", "--storage",
                           f"file://{store}", "compare", "0001"], capture_output=True, text=True,
                          timeout=120, check=False)  # fmt: skip
     assert "test_benchmark[resnet8-fp32-exit_never-concat]" in cli.stdout, cli.stderr
