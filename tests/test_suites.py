@@ -58,8 +58,14 @@ def test_tf2onnx_style_model_is_understood_and_driven(run_suite, tmp_path, resne
     result = run_suite(str(REPO / "suites"), f"--model={f}", "--samples=48", "-v")
     outcomes = result.parseoutcomes()
     assert "failed" not in outcomes and "errors" not in outcomes, result.stdout.str()
-    assert outcomes["passed"] == 5, outcomes  # 1 structure + 3 exit flag + 1 correctness
-    result.stdout.fnmatch_lines(["*test_exit_flag?branchy_tf-fp32-exit_default? PASSED*"])
+    result.stdout.fnmatch_lines_random([
+        "*test_exit_is_real?branchy_tf? PASSED*",
+        "*test_exit_flag?branchy_tf-fp32-exit_always? PASSED*",
+        "*test_exit_flag?branchy_tf-fp32-exit_never? PASSED*",
+        "*test_exit_flag?branchy_tf-fp32-exit_default? PASSED*",
+        "*test_matches_reference?branchy_tf-fp32-exit_default? PASSED*",
+        "*test_untaken_branch_is_skipped?branchy_tf-fp32? PASSED*",
+    ])  # fmt: skip
 
 
 def test_manifest_runs_several_models(run_suite, tmp_path, resnet8_concat) -> None:
