@@ -55,7 +55,9 @@ def write_plots(run: dict[str, Any], out: Path) -> list[str]:
            and isinstance(t["props"]["latency"], dict)]  # fmt: skip
     if lat:
         fig, ax = plt.subplots(figsize=(11, 4))
-        labels = [f"{c['model']}-{c.get('precision') or ''}-{c.get('path') or ''}" for c, _ in lat]
+        labels = [
+            c.get("id") or f"{c['model']}-{c.get('precision')}-{c.get('path')}" for c, _ in lat
+        ]
         med = [v["median_ms"] for _, v in lat]
         lo = [v["median_ms"] - v.get("p05_ms", v["median_ms"]) for _, v in lat]
         hi = [v.get("p95_ms", v["median_ms"]) - v["median_ms"] for _, v in lat]

@@ -80,6 +80,17 @@ def _md_table(header: list[str], rows: list[list[Any]]) -> list[str]:
     return lines
 
 
+def _fmt(v: Any) -> str:
+    """A recorded fact as one readable cell."""
+    if isinstance(v, dict) and "median_ms" in v:
+        how = f", {v['launch']}" if v.get("launch") else ""
+        return (f"median {v['median_ms']:.3f} ms [p5 {v.get('p05_ms', float('nan')):.3f}, "
+                f"p95 {v.get('p95_ms', float('nan')):.3f}] ({v.get('metric', '?')} time{how})")  # fmt: skip
+    if isinstance(v, list):
+        return "; ".join(map(str, v))
+    return v if isinstance(v, str) else json.dumps(v)
+
+
 def _pct(x: float | None) -> str:
     return "-" if x is None else f"{x:.1%}"
 
@@ -90,7 +101,7 @@ def sections(run: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any]],
     out: list[tuple[str, list[str], list[list[Any]], str]] = []
     env_rows = [[k, v] for k, v in env.items() if k not in ("args",) and v not in (None, "")]
     env_rows.append(["command", "pytest " + " ".join(env.get("args", []))])
-    out.append(("Environment", ["", ""], env_rows, ""))
+    out.append(("Environment", ["field", "value"], env_rows, ""))
     fam = families(run)
     cols = [f for f in dict.fromkeys(FAMILIES.values()) if any(f in v for v in fam.values())]
     out.append(("Status per model", ["model", *cols],
@@ -122,8 +133,7 @@ def sections(run: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any]],
                         ("ordering", "Latency ordering verdicts"), ("strategy", "Strategies")):  # fmt: skip
         rows = _rows(run, prop)
         if rows:
-            out.append((title, ["case", "result"], [[c, v if isinstance(v, str) else json.dumps(v)]
-                                                    for c, v in rows], ""))  # fmt: skip
+            out.append((title, ["case", "result"], [[c, _fmt(v)] for c, v in rows], ""))
     skipped = [[nodeid, t.get("reason", "")] for nodeid, t in sorted(run["tests"].items())
                if t["outcome"] in ("skipped", "xfailed")]  # fmt: skip
     if skipped:
