@@ -59,16 +59,11 @@ def test_discovery_never_crashes_and_classifies(s: Spec) -> None:
             assert abs(a.threshold_constant - s.threshold_value) < 1e-6
 
 
-live_specs = st.builds(
-    Spec,
-    layout=st.sampled_from(["concat", "separate"]),
-    threshold=st.sampled_from(["input", "constant"]),
-    threshold_value=st.floats(0.05, 0.95),
-    nhwc=st.booleans(),
-    compare=st.sampled_from(["Greater", "GreaterOrEqual", "Less"]),
-    negate=st.booleans(),
-    seed=st.integers(0, 2**16),
-)
+# graphs whose exit is live: no constant or input-independent condition, no structural defect
+live_specs = specs.map(
+    lambda s: Spec(**{**s.__dict__, "condition": "data", "branch_mismatch": False,
+                      "flag_outside": False, "with_if": True})
+)  # fmt: skip
 
 
 @settings(max_examples=60, deadline=None)
