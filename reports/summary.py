@@ -129,6 +129,11 @@ def sections(run: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any]],
                 )
         out.append(("Precision audit per branch", ["case", "branch", "coverage", "flag"], rows,
                     "counts of Conv/Gemm/MatMul running in the target precision"))  # fmt: skip
+    engines = _rows(run, "engine")
+    if engines:
+        out.append(("Engines (what ran each case)", ["case", "engine"],
+                    [[c, ", ".join(f"{k} {v}" for k, v in e.items() if k != "plan")]
+                     for c, e in engines], ""))  # fmt: skip
     for prop, title in (("capture", "CUDA-graph capture"), ("latency", "Latency"),
                         ("ordering", "Latency ordering verdicts"), ("strategy", "Strategies")):  # fmt: skip
         rows = _rows(run, prop)

@@ -29,6 +29,8 @@ def test_exit_flag(case: Case, prepared: Prepared, workspace: Workspace, engine,
     __tracebackhide__ = True
     precision = case.precision or "fp32"
     t = prepared.threshold_for(case.path)
+    if case.path == "exit_default":  # what built the engine (precision mode, flavor, ...)
+        record("engine", {"backend": engine.backend, **{k: str(v) for k, v in engine.info.items()}})
     got = workspace.candidate(case.model, precision, t)
     n = len(got.flag)
     if case.path in ("exit_always", "exit_never"):
