@@ -24,6 +24,8 @@ __all__ = ["ArtifactCache", "CacheEntry", "default_cache_dir", "key_digest"]
 
 log = logging.getLogger("exitgate.cache")
 CACHE_ENV = "EXITGATE_CACHE_DIR"
+#: test-only: when set, every build appends ``<kind> <digest>`` to this file (self-tests count builds)
+BUILD_LOG_ENV = "EXITGATE_BUILD_LOG"
 
 
 def default_cache_dir() -> Path:
@@ -103,6 +105,10 @@ class ArtifactCache:
             meta = {"key": key, "size": len(data), "sha256": sha256_bytes(bytes(data))}
             atomic_write_text(meta_path, json.dumps(meta, sort_keys=True, default=str, indent=1))
             self.builds[kind] = self.builds.get(kind, 0) + 1
+            build_log = os.environ.get(BUILD_LOG_ENV)
+            if build_log:  # O_APPEND: one short line per write, whole even across processes
+                with open(build_log, "a") as fh:
+                    fh.write(f"{kind} {path.stem} {os.getpid()}\n")
             log.info("built %s entry %s", kind, path.name)
             return CacheEntry(path, key, built=True)
 

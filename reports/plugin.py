@@ -30,12 +30,51 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    check_stored_runs(config)  # after fixtures.plugin (tryfirst) chose the storage
     if config.getoption("collectonly") or hasattr(config, "workerinput"):
         return  # nothing runs, or an xdist worker: the controller writes the report
     target = config.getoption("report_dir") or os.environ.get("EXITGATE_REPORT_DIR")
     if (target or "").lower() == "none":
         return
     config.pluginmanager.register(RunRecorder(config, Path(target or DEFAULT_DIR)), "exitgate-run")
+
+
+def check_stored_runs(config: pytest.Config) -> None:
+    """With ``--benchmark-compare``, every stored run pytest-benchmark may read must be intact.
+
+    pytest-benchmark reads all stored runs of this machine to find the one to compare against; an
+    unreadable one (truncated by a crash, or not a pytest-benchmark file) would otherwise surface
+    as an INTERNALERROR traceback, or silently disable the comparison gate.
+    """
+    storage = str(getattr(config.option, "benchmark_storage", "") or "")
+    if not getattr(config.option, "benchmark_compare", None) or not storage.startswith("file://"):
+        return
+    from .compare import CompareError, load_run
+
+    root = Path(storage.removeprefix("file://")).expanduser()
+    for f in sorted(root.glob("*/[0-9][0-9][0-9][0-9]_*.json")):
+        try:
+            load_run(f)
+        except CompareError as exc:
+            raise pytest.UsageError(
+                f"--benchmark-compare: stored benchmark run {exc}; delete that file (or restore "
+                "it from version control) and rerun"
+            ) from None
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)  # before pytest-benchmark saves the run
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int):
+    """An interrupted run (Ctrl-C, SIGINT) saves no benchmark baseline: a partial run would become
+    the "latest" that the next ``--benchmark-compare`` reads."""
+    bs = getattr(session.config, "_benchmarksession", None)
+    if exitstatus == pytest.ExitCode.INTERRUPTED and bs is not None and (bs.save or bs.autosave):
+        bs.save = bs.autosave = None
+        session.config.get_terminal_writer().line(
+            "exitgate: run interrupted: no benchmark baseline saved (rerun to completion to save "
+            "one)",
+            yellow=True,
+        )
+    yield
 
 
 class RunRecorder:
