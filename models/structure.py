@@ -493,6 +493,10 @@ def with_threshold_input(model: onnx.ModelProto, a: ExitAnalysis) -> onnx.ModelP
     )  # fmt: skip
     const = _const_value(g, _skip_pass_through(g, cmp.input[idx])[0])
     assert const is not None
+    if THRESHOLD_INPUT in {t.name for t in g.initializer}:
+        # the baked constant is itself named "threshold" (tf2onnx does this): rename it first, or
+        # the new input would carry an initializer, i.e. a default that some runtimes fold
+        _rename_tensor(g, THRESHOLD_INPUT, "exitgate_threshold_baked")
     g.input.append(helper.make_tensor_value_info(THRESHOLD_INPUT, onnx.TensorProto.FLOAT, [1]))
     shape_name = "exitgate_threshold_shape"
     g.initializer.append(numpy_helper.from_array(np.array(const.shape, np.int64), shape_name))
@@ -510,6 +514,24 @@ def with_threshold_input(model: onnx.ModelProto, a: ExitAnalysis) -> onnx.ModelP
     for k, n in enumerate(new_nodes):
         g.node.insert(pos + k, n)
     return m
+
+
+def _rename_tensor(graph: onnx.GraphProto, old: str, new: str) -> None:
+    """Rename a tensor everywhere it is defined or read, subgraphs included (unless shadowed)."""
+    for t in graph.initializer:
+        if t.name == old:
+            t.name = new
+    for node in graph.node:
+        node.input[:] = [new if i == old else i for i in node.input]
+        node.output[:] = [new if o == old else o for o in node.output]
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                local = {t.name for t in attr.g.initializer} | {i.name for i in attr.g.input}
+                if old not in local:
+                    _rename_tensor(attr.g, old, new)
+    for o in graph.output:
+        if o.name == old:
+            o.name = new
 
 
 def reference_model(

@@ -51,6 +51,29 @@ def test_nhwc_with_baked_constant_is_found_and_rewritten() -> None:
         assert out[0, -1] == flag
 
 
+def test_baked_constant_named_threshold_leaves_no_default_on_the_new_input() -> None:
+    m = build(Spec())  # threshold as input ...
+    m = tf2onnx_like_small(m)  # ... baked back as an initializer named "threshold"
+    a = analyze(m, "tf")
+    driven = with_threshold_input(m, a)
+    assert "threshold" in [i.name for i in driven.graph.input]
+    assert "threshold" not in [t.name for t in driven.graph.initializer]
+    out = _run(driven, {"image": np.ones((1, 3, 4, 4), np.float32),
+                        "threshold": np.array([1.0], np.float32)})  # fmt: skip
+    assert out["output"][0, -1] == 1.0
+
+
+def tf2onnx_like_small(m: onnx.ModelProto) -> onnx.ModelProto:
+    out = onnx.ModelProto()
+    out.CopyFrom(m)
+    thr = next(i for i in out.graph.input if i.name == "threshold")
+    out.graph.input.remove(thr)
+    out.graph.initializer.append(
+        onnx.numpy_helper.from_array(np.array([0.5], np.float32), "threshold")
+    )
+    return out
+
+
 def test_two_output_if_is_the_separate_layout() -> None:
     a = analyze(build(Spec(layout="separate")), "g")
     assert a.ok
