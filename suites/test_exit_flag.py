@@ -12,16 +12,8 @@ import numpy as np
 import pytest
 
 from fixtures.cases import Case
+from fixtures.checks import check_decisions, check_fixed_path, fail
 from fixtures.workspace import Prepared, Workspace
-
-# How far from the threshold a confidence must be for its exit decision to be asserted: reduced
-# precisions compute the confidence slightly differently from the fp32 reference.
-DECISION_MARGIN = {"fp32": 1e-5, "fp16": 5e-3, "int8": 5e-2}
-
-
-def _fail(case: Case, msg: str) -> None:
-    __tracebackhide__ = True
-    pytest.fail(f"[{case.id}] {msg}", pytrace=False)
 
 
 @pytest.mark.exitgate_cases(precision=True, paths=("exit_always", "exit_never", "exit_default"))
@@ -34,57 +26,17 @@ def test_exit_flag(case: Case, prepared: Prepared, workspace: Workspace, engine,
     got = workspace.candidate(case.model, precision, t)
     n = len(got.flag)
     if case.path in ("exit_always", "exit_never"):
-        want_flag = 0.0 if case.path == "exit_always" else 1.0
-        branch = "exit" if case.path == "exit_always" else "deep"
-        wrong = np.flatnonzero(np.round(got.flag) != want_flag)
-        if len(wrong):
-            _fail(
-                case,
-                f"at threshold {t} every input must have exit flag {want_flag:g}, but "
-                f"{len(wrong)}/{n} did not (first inputs {wrong[:5].tolist()}, flags "
-                f"{got.flag[wrong[:5]].tolist()}). The exit is not driven by the threshold input.",
-            )
-        forced = workspace.reference(case.model, t, force=branch)
-        atol = workspace.settings.profile.tol(precision, "atol")
-        diff = np.abs(got.probs - forced.probs).max(axis=1)
-        bad = np.flatnonzero(diff > atol)
-        # int8 is judged on top-1 agreement with the branch's fp32 output
-        if precision == "int8":
-            agree = float((got.probs.argmax(1) == forced.probs.argmax(1)).mean())
-            limit = workspace.settings.profile.tol("int8", "top1_agree")
-            if agree < limit:
-                _fail(case, f"top-1 agreement with the {branch} branch's fp32 output is "
-                            f"{agree:.1%} < {limit:.0%}")  # fmt: skip
-        elif len(bad):
-            i = int(bad[0])
-            _fail(
-                case,
-                f"the output must equal the {branch} branch's output (atol {atol:g}); "
-                f"{len(bad)}/{n} inputs differ, e.g. input {i}: max |diff| {diff[i]:.3g}",
-            )
+        check_fixed_path(case, got, workspace, t)
         return
-    # exit_default: the decision follows the confidence, input by input
     ref = workspace.reference(case.model, t)
-    assert ref.confidence is not None
-    margin = DECISION_MARGIN[precision]
-    clear = np.abs(ref.confidence - t) > margin
-    expected = np.where(ref.confidence > t, 0.0, 1.0)
-    wrong = np.flatnonzero(clear & (np.round(got.flag) != expected))
-    if len(wrong):
-        i = int(wrong[0])
-        _fail(
-            case,
-            f"flag must be 0 exactly when max(exit probs) > {t}: {len(wrong)}/{int(clear.sum())} "
-            f"inputs disagree, e.g. input {i}: confidence {ref.confidence[i]:.4f}, flag "
-            f"{got.flag[i]:g}",
-        )
+    check_decisions(case, got, ref, t)
     exited = np.round(got.flag) == 0
     exit_rate = float(exited.mean())
     record("exit", _exit_stats(got.probs, exited, prepared.data.y, t))
     if precision == "fp32":
         record("sweep", _threshold_sweep(workspace, case, ref, prepared.data.y))
     if exit_rate in (0.0, 1.0):
-        _fail(
+        fail(
             case,
             f"at the default threshold {t} all {n} inputs took the same path (exit rate "
             f"{exit_rate:.0%}): the dataset must exercise both the early exit and the deep branch",

@@ -20,12 +20,12 @@ import pytest
 
 from fixtures.backends.base import BackendUnavailable, Engine
 from fixtures.cases import Case
+from fixtures.checks import check_decisions, check_fixed_path, fail
 from fixtures.compare import compare_runs
 from fixtures.stats import Verdict, ordering_gate
 from fixtures.strategies import strategy_engine, strategy_unavailable
 from fixtures.workspace import Prepared, RunResult, Workspace, run_all
 
-DECISION_MARGIN = {"fp32": 1e-5, "fp16": 5e-3, "int8": 5e-2}
 ROUNDS, K = 30, 20
 # issue #8's targets for split_graph vs the twin: (min speed-up at exit_always, max slowdown at
 # exit_never); other models: faster at exit_always, exit_never recorded only
@@ -40,11 +40,6 @@ def strategy_cache():
     for e in cache.values():
         if isinstance(e, Engine):
             e.close()
-
-
-def _fail(case: Case, msg: str) -> None:
-    __tracebackhide__ = True
-    pytest.fail(f"[{case.id}] {msg}", pytrace=False)
 
 
 def _runs(workspace: Workspace, case: Case, prepared: Prepared, cache: dict, t: float):
@@ -70,41 +65,15 @@ def test_strategy_exit_flag_and_correctness(
     t = prepared.threshold_for(case.path)
     got: RunResult = _runs(workspace, case, prepared, strategy_cache, t)
     profile = workspace.settings.profile
-    n = len(got.flag)
     if case.path in ("exit_always", "exit_never"):
-        want = 0.0 if case.path == "exit_always" else 1.0
-        branch = "exit" if case.path == "exit_always" else "deep"
-        wrong = np.flatnonzero(np.round(got.flag) != want)
-        if len(wrong):
-            _fail(case, f"at threshold {t} every input must have exit flag {want:g}, but "
-                        f"{len(wrong)}/{n} did not (first {wrong[:5].tolist()})")  # fmt: skip
-        forced = workspace.reference(case.model, t, force=branch)
-        if precision == "int8":
-            agree = float((got.probs.argmax(1) == forced.probs.argmax(1)).mean())
-            if agree < profile.tol("int8", "top1_agree"):
-                _fail(case, f"top-1 agreement with the {branch} branch is {agree:.1%}")
-        else:
-            atol = profile.tol(precision, "atol")
-            diff = np.abs(got.probs - forced.probs).max(axis=1)
-            if (diff > atol).any():
-                i = int(np.argmax(diff))
-                _fail(case, f"the output must equal the {branch} branch's (atol {atol:g}); "
-                            f"{int((diff > atol).sum())}/{n} differ, e.g. input {i}: {diff[i]:.3g}")  # fmt: skip
+        check_fixed_path(case, got, workspace, t)
     else:  # exit_default: the decision follows the confidence; outputs match the reference
         ref = workspace.reference(case.model, t)
-        assert ref.confidence is not None
-        clear = np.abs(ref.confidence - t) > DECISION_MARGIN[precision]
-        expected = np.where(ref.confidence > t, 0.0, 1.0)
-        wrong = np.flatnonzero(clear & (np.round(got.flag) != expected))
-        if len(wrong):
-            i = int(wrong[0])
-            _fail(case, f"flag must be 0 exactly when max(exit probs) > {t}: {len(wrong)} inputs "
-                        f"disagree, e.g. input {i}: confidence {ref.confidence[i]:.4f}, flag "
-                        f"{got.flag[i]:g}")  # fmt: skip
+        check_decisions(case, got, ref, t)
         cmp = compare_runs(case.id, got, ref, profile, precision)
         record("correctness", cmp.line())
         if not cmp.passed:
-            _fail(case, f"{cmp.line()}\n  worst input {cmp.worst}")
+            fail(case, f"{cmp.line()}\n  worst input {cmp.worst}")
     if case.strategy != "fused":  # a split must compute what the fused engine computes
         fused = workspace.candidate(case.model, precision, t)
         same_flag = bool(np.array_equal(fused.flag, got.flag))
@@ -113,7 +82,7 @@ def test_strategy_exit_flag_and_correctness(
                                      "max_abs_diff": diff, "identical": same_flag and diff == 0})  # fmt: skip
         atol = profile.tol(precision, "atol")
         if not same_flag or diff > atol:
-            _fail(case, f"{case.strategy} differs from the fused engine: flags equal {same_flag}, "
+            fail(case, f"{case.strategy} differs from the fused engine: flags equal {same_flag}, "
                         f"max |diff| {diff:.3g} (atol {atol:g})")  # fmt: skip
 
 
@@ -194,8 +163,8 @@ def test_strategy_latency(
     if gate is None:
         return
     if case.path == "exit_always" and gate.verdict != Verdict.HOLDS:
-        _fail(case, f"split_graph at exit_always is not at least {speedup:g}x as fast as the "
+        fail(case, f"split_graph at exit_always is not at least {speedup:g}x as fast as the "
                     f"no-exit twin's graph: {gate.describe()}; medians {ms}")  # fmt: skip
     if case.path == "exit_never" and gate.verdict == Verdict.INVERTED:
-        _fail(case, f"split_graph at exit_never is more than {slowdown:.0%} slower than "
+        fail(case, f"split_graph at exit_never is more than {slowdown:.0%} slower than "
                     f"the no-exit twin's graph: {gate.describe()}; medians {ms}")  # fmt: skip
