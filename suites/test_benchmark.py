@@ -34,12 +34,7 @@ def test_benchmark(case: Case, prepared: Prepared, workspace: Workspace, benchma
         from fixtures import cuda, timing
 
         stream = cuda.Stream()
-        engine.load_inputs(feeds)
-        graph = engine.capture_graph(stream)
-        if graph.captured and graph.graph is not None:
-            launch, how = (lambda: graph.graph.launch(stream)), "cuda_graph"
-        else:
-            launch, how = (lambda: engine.enqueue(stream.handle)), "enqueue"
+        launch, how = timing.device_launcher(engine, feeds, stream)
         t = timing.time_device(lambda _h: launch(), stream, warmup_ms=200, repeat_ms=500)
         benchmark.extra_info.update({"launch": how, "gpu_timing": t.as_dict(),
                                      "warnings": t.warnings()})  # fmt: skip

@@ -39,16 +39,12 @@ def _measure(launchers: dict, stream, seed: int) -> np.ndarray:
 
 
 def _launcher(engine: Engine, feeds: dict, stream):
-    """One inference on ``stream``: a CUDA-graph replay where the engine captures, else an
-    enqueue; host ``run()`` when ``stream`` is None (host backends)."""
+    """One inference: graph replay or enqueue on ``stream``; host ``run()`` when it is None."""
     if stream is None:
         return lambda: engine.run(feeds)
+    from fixtures.timing import device_launcher
 
-    engine.load_inputs(feeds)
-    result = engine.capture_graph(stream)
-    if result.captured and result.graph is not None:
-        return lambda: result.graph.launch(stream)
-    return lambda: engine.enqueue(stream.handle)
+    return device_launcher(engine, feeds, stream)[0]
 
 
 def _timing_stream(device: bool):

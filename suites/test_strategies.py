@@ -89,14 +89,6 @@ def test_strategy_exit_flag_and_correctness(
 # ---- latency: fused vs split_host vs split_graph vs the no-exit twin ----
 
 
-def _launcher(engine, feeds: dict, stream):
-    engine.load_inputs(feeds)
-    result = engine.capture_graph(stream.handle)
-    if result.captured and result.graph is not None:
-        return (lambda: result.graph.launch(stream)), "graph"
-    return (lambda: engine.enqueue(stream.handle)), f"enqueue ({result.reason})"
-
-
 @pytest.mark.serial
 @pytest.mark.gpu
 @pytest.mark.exitgate_cases(models="zoo", precision=True,
@@ -131,7 +123,7 @@ def test_strategy_latency(
     try:
         launchers, how = {}, {}
         for label, e in engines.items():
-            launchers[label], how[label] = _launcher(e, feeds, stream)
+            launchers[label], how[label] = timing.device_launcher(e, feeds, stream)
         labels, med = timing.interleaved_medians(launchers, stream, rounds=ROUNDS, k=K)
     finally:
         stream.synchronize()
