@@ -134,7 +134,8 @@ def sections(run: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any]],
         out.append(("Engines (what ran each case)", ["case", "engine"],
                     [[c, ", ".join(f"{k} {v}" for k, v in e.items() if k != "plan")]
                      for c, e in engines], ""))  # fmt: skip
-    for prop, title in (("capture", "CUDA-graph capture"), ("latency", "Latency"),
+    for prop, title in (("engine_audit", "Engine precision per branch (TensorRT inspector)"),
+                        ("capture", "CUDA-graph capture"), ("latency", "Latency"),
                         ("ordering", "Latency ordering verdicts"), ("strategy", "Strategies")):  # fmt: skip
         rows = _rows(run, prop)
         if rows:

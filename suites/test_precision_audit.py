@@ -35,3 +35,20 @@ def test_branches_run_in_target_precision(
             pytrace=False,
         )
     assert result["deep"].converted > 0, result.text()
+    if workspace.settings.backend == "tensorrt":
+        _record_engine_audit(case, workspace, artifact, record)
+
+
+def _record_engine_audit(case: Case, workspace: Workspace, artifact, record) -> None:
+    """The same audit read back from the built engine (TensorRT's engine inspector): which data
+    types each branch's layers produce, so "INT8 slower than FP16" can be explained."""
+    from fixtures.backends.base import BackendUnavailable
+    from fixtures.backends.tensorrt import audit_by_branch, inspect_onnx, layer_precisions
+
+    try:
+        engine = workspace.engine(case.model, case.precision or "fp32")
+    except BackendUnavailable as exc:
+        record("engine_audit", f"not read: {exc}")
+        return
+    groups = audit_by_branch(layer_precisions(engine), inspect_onnx(artifact)["branches"])
+    record("engine_audit", {g: info["dtypes"] for g, info in groups.items()})
