@@ -103,9 +103,9 @@ def test_strategy_latency(
     reason = cuda.available()
     if reason:
         pytest.skip(f"[{case.id}] the strategy latency comparison needs a GPU: {reason}")
-    if backend != "torch":
+    if backend not in ("torch", "tensorrt"):
         pytest.skip(f"[{case.id}] split engines with device halves exist for --backend=torch "
-                    f"only ({strategy_unavailable(backend, 'split_graph') or backend})")  # fmt: skip
+                    f"and tensorrt ({strategy_unavailable(backend, 'split_graph') or backend})")  # fmt: skip
     precision = case.precision or "fp32"
     feeds = prepared.feeds(prepared.threshold_for(case.path))[0]
     engines, notes = {}, {}
