@@ -15,7 +15,14 @@ from pathlib import Path
 
 from filelock import FileLock
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "file_lock", "sha256_bytes", "sha256_file"]
+__all__ = [
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "dist_version",
+    "file_lock",
+    "sha256_bytes",
+    "sha256_file",
+]
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
@@ -69,3 +76,15 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def dist_version(*names: str) -> str | None:
+    """The installed version of the first of ``names`` that is installed (no import)."""
+    from importlib import metadata
+
+    for name in names:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return None

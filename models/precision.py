@@ -129,15 +129,10 @@ class Int8Settings:
 
 def converter_versions() -> dict[str, str]:
     """Versions of the tools whose output the artifacts are (part of their cache keys)."""
-    from importlib.metadata import PackageNotFoundError, version
+    from ._io import dist_version
 
-    out = {}
-    for dist in ("onnx", "onnxruntime", "onnxconverter-common", "numpy"):
-        try:
-            out[dist] = version(dist)
-        except PackageNotFoundError:
-            out[dist] = "absent"
-    return out
+    dists = ("onnx", "onnxruntime", "onnxconverter-common", "numpy")
+    return {d: dist_version(d) or "absent" for d in dists}
 
 
 def _named_copy(model: onnx.ModelProto) -> onnx.ModelProto:

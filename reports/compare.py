@@ -11,7 +11,6 @@ comparison across devices or backends is allowed but said out loud.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -131,17 +130,12 @@ def format_table(rows: list[Row], only_a: list[str], only_b: list[str]) -> str:
 
 
 def write_plot(rows: list[Row], path: Path, threshold: float) -> bool:
-    try:
-        import matplotlib
+    """Per-test ratio bars with intervals; False when matplotlib is missing."""
+    from .plots import pyplot, save_png
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return False
-    import io
-
-    from models._io import atomic_write_bytes
-
     fig, ax = plt.subplots(figsize=(max(6, 0.28 * len(rows) + 2), 4.5))
     x = np.arange(len(rows))
     ratios = np.array([r.ratio for r in rows])
@@ -157,8 +151,6 @@ def write_plot(rows: list[Row], path: Path, threshold: float) -> bool:
     ax.set_title("Per-test latency ratio, run B vs run A")
     ax.legend(fontsize=8)
     ax.set_yscale("log")
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    save_png(fig, path)
     plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
-    return math.isfinite(float(ratios.sum()))
+    return True

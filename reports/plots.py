@@ -8,22 +8,31 @@ from typing import Any
 
 from models._io import atomic_write_bytes
 
-__all__ = ["write_plots"]
+__all__ = ["pyplot", "save_png", "write_plots"]
 
 
-def _save(fig, path: Path) -> None:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def write_plots(run: dict[str, Any], out: Path) -> list[str]:
+def pyplot():
+    """matplotlib's pyplot on the headless Agg backend, or None when matplotlib is missing."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
+        return None
+    return plt
+
+
+def save_png(fig, path: Path) -> None:
+    """Write ``fig`` as a PNG, atomically."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def write_plots(run: dict[str, Any], out: Path) -> list[str]:
+    plt = pyplot()
+    if plt is None:
         return []
     written: list[str] = []
     sweeps = {}
@@ -47,7 +56,7 @@ def write_plots(run: dict[str, Any], out: Path) -> list[str]:
         for ax in (ax1, ax2):
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8)
-        _save(fig, out / "threshold_sweep.png")
+        save_png(fig, out / "threshold_sweep.png")
         plt.close(fig)
         written.append("threshold_sweep.png")
     lat = [(t["props"]["case"], t["props"]["latency"]) for t in run["tests"].values()
@@ -64,7 +73,7 @@ def write_plots(run: dict[str, Any], out: Path) -> list[str]:
         ax.bar(range(len(med)), med, yerr=[lo, hi], capsize=3)
         ax.set_xticks(range(len(med)), labels, rotation=60, ha="right", fontsize=7)
         ax.set(ylabel="ms (median, p5-p95)", title="Latency per precision and exit path")
-        _save(fig, out / "latency.png")
+        save_png(fig, out / "latency.png")
         plt.close(fig)
         written.append("latency.png")
     return written

@@ -26,7 +26,7 @@ def test_benchmark(case: Case, prepared: Prepared, workspace: Workspace, benchma
         engine = workspace.engine(case.model, case.precision or "fp32")
     except BackendUnavailable as exc:
         pytest.skip(f"[{case.id}] {exc}")
-    feeds = prepared.feeds(prepared.threshold_for(case.path))[0]
+    feeds = prepared.feed(prepared.threshold_for(case.path))
     benchmark.extra_info["case"] = case.id
     benchmark.extra_info["backend"] = workspace.settings.backend
     benchmark.extra_info.update({k: str(v) for k, v in engine.info.items()})
@@ -34,22 +34,27 @@ def test_benchmark(case: Case, prepared: Prepared, workspace: Workspace, benchma
         from fixtures import cuda, timing
 
         stream = cuda.Stream()
-        launch, how = timing.device_launcher(engine, feeds, stream)
-        t = timing.time_device(lambda _h: launch(), stream, warmup_ms=200, repeat_ms=500)
-        benchmark.extra_info.update({"launch": how, "gpu_timing": t.as_dict(),
-                                     "warnings": t.warnings()})  # fmt: skip
-        record("latency", {"median_ms": t.gpu.median, "p05_ms": float(sorted(t.gpu_ms)[
-            int(0.05 * (t.n - 1))]), "p95_ms": t.gpu.p95, "metric": "gpu", "launch": how})  # fmt: skip
+        launch, how, close = timing.device_launcher(engine, feeds, stream)
+        try:
+            t = timing.time_device(lambda _h: launch(), stream, warmup_ms=200, repeat_ms=500)
+            benchmark.extra_info.update({"launch": how, "gpu_timing": t.as_dict(),
+                                         "warnings": t.warnings()})  # fmt: skip
+            record("latency", {"median_ms": t.gpu.median, "p05_ms": t.gpu.p05,
+                               "p95_ms": t.gpu.p95, "metric": "gpu", "launch": how})  # fmt: skip
 
-        def one() -> None:
-            launch()
+            def one() -> None:
+                launch()
+                stream.synchronize()
+
+            benchmark.pedantic(one, rounds=200, iterations=1, warmup_rounds=20)
+        finally:
             stream.synchronize()
-
-        benchmark.pedantic(one, rounds=200, iterations=1, warmup_rounds=20)
-        stream.close()
+            close()
+            stream.close()
     else:
         benchmark.extra_info["launch"] = "host"
         benchmark.pedantic(lambda: engine.run(feeds), rounds=50, iterations=1, warmup_rounds=5)
-        st = benchmark.stats.stats
-        record("latency", {"median_ms": st.median * 1e3, "p05_ms": st.min * 1e3,
-                           "p95_ms": st.max * 1e3, "metric": "host"})  # fmt: skip
+        if benchmark.stats is not None:  # None when pytest-benchmark is disabled (e.g. xdist)
+            st = benchmark.stats.stats
+            record("latency", {"median_ms": st.median * 1e3, "p05_ms": st.min * 1e3,
+                               "p95_ms": st.max * 1e3, "metric": "host"})  # fmt: skip

@@ -15,7 +15,7 @@ import pytest
 
 from fixtures.backends.base import BackendUnavailable, Engine
 from fixtures.cases import Case
-from fixtures.stats import PairResult, Verdict, ordering_gate
+from fixtures.stats import PairResult, Verdict, ordering_gate, untaken_branch_skipped
 from fixtures.workspace import Prepared, Workspace
 
 pytestmark = pytest.mark.serial
@@ -38,21 +38,37 @@ def _measure(launchers: dict, stream, seed: int) -> np.ndarray:
     return med
 
 
-def _launcher(engine: Engine, feeds: dict, stream):
-    """One inference: graph replay or enqueue on ``stream``; host ``run()`` when it is None."""
-    if stream is None:
-        return lambda: engine.run(feeds)
-    from fixtures.timing import device_launcher
+class _Launchers:
+    """One inference per engine: graph replay or enqueue on a stream of its own (device), host
+    ``run()`` (host backends). A context manager: streams and graphs are freed on exit."""
 
-    return device_launcher(engine, feeds, stream)[0]
+    def __init__(self, device: bool) -> None:
+        self.fns: dict = {}
+        self._closers: list = []
+        self.stream = None
+        if device:
+            from fixtures import cuda
 
+            self.stream = cuda.Stream()
+            self._closers.append(self.stream.close)
 
-def _timing_stream(device: bool):
-    if not device:
-        return None
-    from fixtures import cuda
+    def add(self, label: str, engine: Engine, feeds: dict) -> None:
+        if self.stream is None:
+            self.fns[label] = lambda: engine.run(feeds)
+            return
+        from fixtures.timing import device_launcher
 
-    return cuda.Stream()
+        self.fns[label], _, close = device_launcher(engine, feeds, self.stream)
+        self._closers.insert(0, close)  # graphs before the stream
+
+    def __enter__(self) -> _Launchers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.stream is not None:
+            self.stream.synchronize()
+        for close in self._closers:
+            close()
 
 
 def _gate(case: Case, results: list[PairResult], rerun, record) -> None:
@@ -91,16 +107,17 @@ def test_latency_ordering(case: Case, prepared: Prepared, workspace: Workspace, 
             notes.append(f"{p}: {exc}")
     if len(engines) < 2:
         pytest.skip(f"[{case.id}] fewer than two precisions can run: {'; '.join(notes)}")
-    stream = _timing_stream(all(e.supports_device for e in engines.values()))
-    feeds = prepared.feeds(prepared.threshold_for(case.path))[0]
-    launchers = {p: _launcher(e, feeds, stream) for p, e in engines.items()}
+    feeds = prepared.feed(prepared.threshold_for(case.path))
     labels = list(engines)
     pairs = list(itertools.pairwise(labels))
+    with _Launchers(all(e.supports_device for e in engines.values())) as launchers:
+        for p, e in engines.items():
+            launchers.add(p, e, feeds)
 
-    def run(seed: int = 0) -> list[PairResult]:
-        return ordering_gate(_measure(launchers, stream, seed), labels, pairs)
+        def run(seed: int = 0) -> list[PairResult]:
+            return ordering_gate(_measure(launchers.fns, launchers.stream, seed), labels, pairs)
 
-    _gate(case, run(), lambda: run(seed=1), record)
+        _gate(case, run(), lambda: run(seed=1), record)
 
 
 @pytest.mark.exitgate_cases(precision=True)
@@ -115,25 +132,22 @@ def test_untaken_branch_is_skipped(
         b = workspace.engine(case.model, precision, instance=1)
     except BackendUnavailable as exc:
         pytest.skip(f"[{case.id}] {exc}")
-    stream = _timing_stream(a.supports_device and b.supports_device)
-    launchers = {
-        "exit_never": _launcher(a, prepared.feeds(1.0)[0], stream),
-        "exit_always": _launcher(b, prepared.feeds(0.0)[0], stream),
-    }
-    labels = list(launchers)
+    with _Launchers(a.supports_device and b.supports_device) as launchers:
+        launchers.add("exit_never", a, prepared.feed(1.0))
+        launchers.add("exit_always", b, prepared.feed(0.0))
 
-    def run(seed: int = 0) -> list[PairResult]:
-        med = _measure(launchers, stream, seed)
-        return ordering_gate(med, labels, [("exit_never", "exit_always")])
+        def run(seed: int = 0) -> PairResult:
+            med = _measure(launchers.fns, launchers.stream, seed)
+            return untaken_branch_skipped(med[:, 0], med[:, 1])
 
-    results = run()
-    record("latency_paths", results[0].describe())
-    if results[0].verdict != Verdict.HOLDS:
-        results = run(seed=1)
-    if results[0].verdict != Verdict.HOLDS:
+        result = run()
+        record("latency_paths", result.describe())
+        if result.verdict != Verdict.HOLDS:
+            result = run(seed=1)
+    if result.verdict != Verdict.HOLDS:
         pytest.fail(
             f"[{case.id}] exit_always is not measurably faster than exit_never: "
-            f"{results[0].describe()}. The untaken branch seems to run anyway (or a CUDA graph "
+            f"{result.describe()}. The untaken branch seems to run anyway (or a CUDA graph "
             "froze one branch).",
             pytrace=False,
         )

@@ -107,7 +107,7 @@ def test_strategy_latency(
         pytest.skip(f"[{case.id}] split engines with device halves exist for --backend=torch "
                     f"and tensorrt ({strategy_unavailable(backend, 'split_graph') or backend})")  # fmt: skip
     precision = case.precision or "fp32"
-    feeds = prepared.feeds(prepared.threshold_for(case.path))[0]
+    feeds = prepared.feed(prepared.threshold_for(case.path))
     engines, notes = {}, {}
     try:
         engines["plain"] = workspace.engine(case.model, precision, variant="plain")
@@ -120,13 +120,18 @@ def test_strategy_latency(
         except BackendUnavailable as exc:
             notes[s] = str(exc)
     stream = cuda.Stream()
+    closers: list = []
     try:
         launchers, how = {}, {}
         for label, e in engines.items():
-            launchers[label], how[label] = timing.device_launcher(e, feeds, stream)
+            launchers[label], how[label], close = timing.device_launcher(e, feeds, stream)
+            closers.append(close)
         labels, med = timing.interleaved_medians(launchers, stream, rounds=ROUNDS, k=K)
     finally:
         stream.synchronize()
+        for close in closers:
+            close()
+        stream.close()
     ms = {lab: float(np.median(med[:, i])) for i, lab in enumerate(labels)}
     facts = {"medians_ms": ms, "launch": how, "unavailable": notes, "path": case.path}
     if "split_graph" in ms:

@@ -87,23 +87,38 @@ def test_compare_rows_line_up_by_id() -> None:
 
 
 def test_pytest_benchmark_compare_fail_trips_on_planted_regression(run_suite, tmp_path) -> None:
-    store = tmp_path / "store"
-    args = (str(REPO / "suites" / "test_benchmark.py"), "--zoo=resnet8", "--layout=concat",
-            "--precision=fp32", "-k", "exit_never", f"--benchmark-storage=file://{store}")  # fmt: skip
-    first = run_suite(*args, "--benchmark-save=base")
-    assert first.ret == 0, first.stdout.str()
-    saved = next(store.rglob("*base.json"))
-    # plant: make the stored baseline 20 % faster than what was measured
-    data = json.loads(saved.read_text())
-    for bench in data["benchmarks"]:
-        for k in ("min", "max", "mean", "median", "q1", "q3"):
-            bench["stats"][k] /= 1.25
-    saved.write_text(json.dumps(data))
-    second = run_suite(*args, "--benchmark-compare=0001", "--benchmark-compare-fail=median:10%")
-    assert second.ret != 0
-    output = second.stdout.str() + second.stderr.str()
-    assert "Performance has regressed" in output
-    assert "median" in output and "test_benchmark[resnet8-fp32-exit_never-concat]" in output
+    """The stored baseline is planted 20 % faster than what was measured; the next run must trip
+    ``--benchmark-compare-fail``. Two runs on a shared CI machine can differ by more than the
+    gate's slack, so each attempt also checks the gate's decision against the numbers it saw, and
+    one attempt in three must show (and trip on) the regression."""
+    test = "test_benchmark[resnet8-fp32-exit_never-concat]"
+    tripped = False
+    for attempt in range(3):
+        store = tmp_path / f"store{attempt}"
+        args = (str(REPO / "suites" / "test_benchmark.py"), "--zoo=resnet8", "--layout=concat",
+                "--precision=fp32", "-k", "exit_never", f"--benchmark-storage=file://{store}")  # fmt: skip
+        first = run_suite(*args, "--benchmark-save=base")
+        assert first.ret == 0, first.stdout.str()
+        saved = next(store.rglob("*base.json"))
+        data = json.loads(saved.read_text())
+        for bench in data["benchmarks"]:
+            for k in ("min", "max", "mean", "median", "q1", "q3"):
+                bench["stats"][k] /= 1.2
+        planted_min = data["benchmarks"][0]["stats"]["min"]
+        saved.write_text(json.dumps(data))
+        current = tmp_path / f"current{attempt}.json"
+        second = run_suite(*args, "--benchmark-compare=0001", "--benchmark-compare-fail=min:10%",
+                           f"--benchmark-json={current}")  # fmt: skip
+        now_min = json.loads(current.read_text())["benchmarks"][0]["stats"]["min"]
+        regressed = now_min > planted_min * 1.10
+        output = second.stdout.str() + second.stderr.str()
+        assert (second.ret != 0) == regressed, (now_min, planted_min, output[-2000:])
+        if regressed:
+            assert "Performance has regressed" in output
+            assert "Field 'min' has failed" in output and test in output
+            tripped = True
+            break
+    assert tripped, "the planted 20 % regression never showed in three attempts"
     # pytest-benchmark's own compare prints the stored run's rows aligned by test id
     cli = subprocess.run([sys.executable, "-c", "from pytest_benchmark.cli import main; main()", "--storage",
                           f"file://{store}", "compare", "0001"], capture_output=True, text=True,
