@@ -20,7 +20,7 @@ from typing import Any
 
 from ._io import atomic_write_bytes, atomic_write_text, file_lock, sha256_bytes, sha256_file
 
-__all__ = ["ArtifactCache", "CacheEntry", "default_cache_dir", "key_digest"]
+__all__ = ["ArtifactCache", "CacheEntry", "DamagedEntry", "default_cache_dir", "key_digest"]
 
 log = logging.getLogger("exitgate.cache")
 CACHE_ENV = "EXITGATE_CACHE_DIR"
@@ -39,6 +39,10 @@ def default_cache_dir() -> Path:
 def key_digest(key: dict[str, Any]) -> str:
     blob = json.dumps(key, sort_keys=True, separators=(",", ":"), default=str).encode()
     return sha256_bytes(blob)[:32]
+
+
+class DamagedEntry(ValueError):
+    """A cache entry's payload cannot be read or does not match its record."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,20 @@ class ArtifactCache:
             log.warning("cache entry %s does not match its record (damaged?); rebuilding", path)
             return None
         return path
+
+    def read_verified(self, path: str | os.PathLike[str]) -> bytes:
+        """The payload at ``path``, checked against its record (size and SHA-256) before anyone
+        uses it; ``DamagedEntry`` says what is wrong."""
+        path = Path(path)
+        meta_path = path.with_name(path.name[: -len(path.suffix) or None] + ".meta.json")
+        try:
+            data = path.read_bytes()
+            meta = json.loads(meta_path.read_text())
+        except (OSError, ValueError) as exc:
+            raise DamagedEntry(f"is unreadable ({exc})") from exc
+        if meta.get("size") != len(data) or meta.get("sha256") != sha256_bytes(data):
+            raise DamagedEntry("does not match its checksum record")
+        return data
 
     def get_or_build(
         self, kind: str, key: dict[str, Any], build: Callable[[], bytes], suffix: str = ".bin"

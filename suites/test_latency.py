@@ -31,11 +31,7 @@ def _measure(launchers: dict, stream, seed: int) -> np.ndarray:
     """Interleaved block medians: CUDA events on ``stream`` (device) or perf_counter_ns (host)."""
     from fixtures import timing
 
-    if stream is not None:
-        _, med = timing.interleaved_medians(launchers, stream, rounds=ROUNDS, k=K, seed=seed)
-    else:
-        _, med = timing.interleaved_medians_host(launchers, rounds=ROUNDS, k=K, seed=seed)
-    return med
+    return timing.interleaved_medians(launchers, stream, rounds=ROUNDS, k=K, seed=seed)[1]
 
 
 class _Launchers:
