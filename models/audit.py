@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import onnx
 from onnx import TensorProto
 
+from . import graph as G
+
 __all__ = [
     "BRANCHES",
     "COMPUTE_OPS",
@@ -32,8 +34,6 @@ __all__ = [
     "PrecisionAudit",
     "audit",
     "branch_inputs",
-    "find_if",
-    "subgraph_free_names",
 ]
 
 COMPUTE_OPS = ("Conv", "Gemm", "MatMul")
@@ -41,57 +41,9 @@ BRANCHES = ("trunk", "exit", "deep")
 PRECISIONS = {"fp32": TensorProto.FLOAT, "fp16": TensorProto.FLOAT16, "int8": TensorProto.INT8}
 
 
-# ---- graph helpers (shared with models.precision) ----
-def _subgraphs(node: onnx.NodeProto) -> Iterator[tuple[str, onnx.GraphProto]]:
-    for attr in node.attribute:
-        if attr.type == onnx.AttributeProto.GRAPH:
-            yield attr.name, attr.g
-        elif attr.type == onnx.AttributeProto.GRAPHS:
-            for i, g in enumerate(attr.graphs):
-                yield f"{attr.name}[{i}]", g
-
-
-def subgraph_free_names(graph: onnx.GraphProto) -> list[str]:
-    """Names ``graph`` (or a graph nested in it) reads but does not define: its outer-scope inputs.
-
-    In first-use order, without duplicates.
-    """
-    defined = {i.name for i in graph.input} | {t.name for t in graph.initializer}
-    defined |= {t.name for t in graph.sparse_initializer}
-    free: dict[str, None] = {}
-    for node in graph.node:
-        for name in node.input:
-            if name and name not in defined:
-                free[name] = None
-        for _, sub in _subgraphs(node):
-            for name in subgraph_free_names(sub):
-                if name not in defined:
-                    free[name] = None
-        defined.update(o for o in node.output if o)
-    for out in graph.output:
-        if out.name not in defined:
-            free[out.name] = None
-    return list(free)
-
-
-def find_if(graph: onnx.GraphProto, if_name: str | None = None) -> onnx.NodeProto | None:
-    """The main graph's ``If`` node (by name if given); None if there is none."""
-    ifs = [n for n in graph.node if n.op_type == "If"]
-    if if_name is not None:
-        for n in ifs:
-            if n.name == if_name:
-                return n
-        raise ValueError(f"no If node named {if_name!r}; the graph has {[n.name for n in ifs]}")
-    if len(ifs) > 1:
-        raise ValueError(
-            f"the graph has {len(ifs)} If nodes {[n.name for n in ifs]}; pass if_name to choose"
-        )
-    return ifs[0] if ifs else None
-
-
 def branch_inputs(if_node: onnx.NodeProto) -> dict[str, list[str]]:
     """Outer-scope names each branch of ``if_node`` reads, by attribute name."""
-    return {name: subgraph_free_names(g) for name, g in _subgraphs(if_node)}
+    return {name: G.free_names(g) for name, g in G.subgraphs(if_node)}
 
 
 def _ancestors(nodes: list[onnx.NodeProto], targets: Iterable[str]) -> set[int]:
@@ -104,11 +56,7 @@ def _ancestors(nodes: list[onnx.NodeProto], targets: Iterable[str]) -> set[int]:
         if i in seen:
             continue
         seen.add(i)
-        node = nodes[i]
-        names = list(node.input)
-        for _, sub in _subgraphs(node):
-            names += subgraph_free_names(sub)
-        stack.extend(producer[t] for t in names if t in producer)
+        stack.extend(producer[t] for t in G.reads(nodes[i]) if t in producer)
     return seen
 
 
@@ -228,7 +176,7 @@ def _compute_nodes(
     for node in graph.node:
         if node.op_type in COMPUTE_OPS:
             yield node, scope
-        for _, sub in _subgraphs(node):
+        for _, sub in G.subgraphs(node):
             yield from _compute_nodes(sub, _Scope(sub, scope))
 
 
@@ -269,14 +217,14 @@ def audit(
     graph = inferred.graph
     top = _Scope(graph)
     nodes = list(graph.node)
-    if_node = find_if(graph, if_name)
+    if_node = G.find_if(graph, if_name)
     sections: dict[str, list[tuple[onnx.NodeProto, _Scope]]] = {b: [] for b in BRANCHES}
     if if_node is None:
         sections["trunk"] = [(n, s) for n, s in _compute_nodes(graph, top)]
     else:
         deep_branch = "else_branch" if exit_branch == "then_branch" else "then_branch"
         reads = branch_inputs(if_node)
-        subs = dict(_subgraphs(if_node))
+        subs = dict(G.subgraphs(if_node))
         trunk = _ancestors(nodes, reads.get(deep_branch, []))
         exit_head = _ancestors(nodes, [*if_node.input[:1], *reads.get(exit_branch, [])]) - trunk
         for i, node in enumerate(nodes):
@@ -285,7 +233,7 @@ def audit(
             section = "exit" if i in exit_head else "trunk"
             if node.op_type in COMPUTE_OPS:
                 sections[section].append((node, top))
-            for _, sub in _subgraphs(node):
+            for _, sub in G.subgraphs(node):
                 sections[section].extend(_compute_nodes(sub, _Scope(sub, top)))
         for attr, section in ((exit_branch, "exit"), (deep_branch, "deep")):
             sub = subs[attr]

@@ -51,9 +51,10 @@ import numpy as np
 import onnx
 from onnx import helper
 
+from . import graph as G
 from ._io import sha256_file
 from .artifacts import ArtifactCache
-from .audit import COMPUTE_OPS, _subgraphs, branch_inputs, find_if, subgraph_free_names
+from .audit import COMPUTE_OPS, branch_inputs
 from .calibration import DataError, calibration_hash, validate_images
 
 __all__ = [
@@ -154,7 +155,7 @@ def decision_nodes(graph: onnx.GraphProto, if_name: str | None = None) -> list[s
     """Names of the main-graph nodes that only compute the ``If`` condition from tensors shared
     with the branches (walking back from the condition through cheap ops, e.g. ReduceMax, Greater,
     the threshold's Reshape). Empty when there is no ``If``."""
-    if_node = find_if(graph, if_name)
+    if_node = G.find_if(graph, if_name)
     if if_node is None:
         return []
     shared = {n for names in branch_inputs(if_node).values() for n in names}
@@ -180,13 +181,15 @@ def _stamp(model: onnx.ModelProto, key: str, value: str) -> None:
     model.metadata_props.add(key=key, value=value)
 
 
-def to_fp16(model: onnx.ModelProto, settings: Fp16Settings | None = None) -> onnx.ModelProto:
+def to_fp16(
+    model: onnx.ModelProto, settings: Fp16Settings | None = None, if_name: str | None = None
+) -> onnx.ModelProto:
     """Strongly typed fp16 ONNX (inputs/outputs float32), converted inside both ``If`` branches."""
     from onnxconverter_common import float16
 
     settings = settings or Fp16Settings()
     model = _named_copy(model)
-    block = decision_nodes(model.graph) if settings.decision_fp32 else []
+    block = decision_nodes(model.graph, if_name) if settings.decision_fp32 else []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         out = float16.convert_float_to_float16(
@@ -321,7 +324,7 @@ class _DropPreprocessHint(logging.Filter):
 
 def _has_compute(graph: onnx.GraphProto, op_types: Sequence[str]) -> bool:
     return any(
-        n.op_type in op_types or any(_has_compute(g, op_types) for _, g in _subgraphs(n))
+        n.op_type in op_types or any(_has_compute(g, op_types) for _, g in G.subgraphs(n))
         for n in graph.node
     )
 
@@ -346,17 +349,9 @@ def _split(model: onnx.ModelProto, if_node: onnx.NodeProto, op_types: Sequence[s
     known = {v.name: v for v in [*ig.input, *ig.value_info, *ig.output]}
     nodes = list(g.node)
     if_out = set(if_node.output)
-    post_idx: set[int] = set()
-    after = set(if_out)  # nodes are topologically sorted: one pass finds the If's descendants
-    if_idx = -1
-    for i, n in enumerate(nodes):
-        if n.op_type == "If" and set(n.output) == if_out:
-            if_idx = i
-        elif after.intersection([*n.input, *(x for _, sg in _subgraphs(n) for x in
-                                             subgraph_free_names(sg))]):  # fmt: skip
-            post_idx.add(i)
-            after.update(n.output)
-    pre = [n for i, n in enumerate(nodes) if i != if_idx and i not in post_idx]
+    post = {id(n) for n in G.downstream(g, if_out)}
+    post_idx = {i for i, n in enumerate(nodes) if id(n) in post}
+    pre = [n for n in nodes if n is not if_node and id(n) not in post]
     inits = {t.name: t for t in g.initializer}
     consts = {n.output[0]: n for n in pre if n.op_type == "Constant"}
     graph_inputs = {i.name for i in g.input}
@@ -370,7 +365,7 @@ def _split(model: onnx.ModelProto, if_node: onnx.NodeProto, op_types: Sequence[s
         boundary.update((n, None) for n in names if n not in graph_inputs)
     boundary.update((o.name, None) for o in g.output if o.name in produced)
     used = {n for node in pre for n in node.input} | {
-        n for node in pre for _, sg in _subgraphs(node) for n in subgraph_free_names(sg)
+        n for node in pre for _, sg in G.subgraphs(node) for n in G.free_names(sg)
     }
     main_graph = helper.make_graph(
         pre,
@@ -383,9 +378,9 @@ def _split(model: onnx.ModelProto, if_node: onnx.NodeProto, op_types: Sequence[s
     main.ir_version = model.ir_version
 
     inferred_if = next(n for n in ig.node if n.op_type == "If" and set(n.output) == if_out)
-    inferred_subs = dict(_subgraphs(inferred_if))
+    inferred_subs = dict(G.subgraphs(inferred_if))
     branches: dict[str, onnx.ModelProto | None] = {}
-    for attr, sub in _subgraphs(if_node):
+    for attr, sub in G.subgraphs(if_node):
         if not _has_compute(sub, op_types):
             branches[attr] = None
             continue
@@ -404,39 +399,6 @@ def _split(model: onnx.ModelProto, if_node: onnx.NodeProto, op_types: Sequence[s
     return _Split(main, branches, [nodes[i] for i in sorted(post_idx)])
 
 
-def _defined(graph: onnx.GraphProto) -> set[str]:
-    names = {i.name for i in graph.input} | {t.name for t in graph.initializer}
-    for node in graph.node:
-        names.update(o for o in node.output if o)
-        for _, sub in _subgraphs(node):
-            names |= _defined(sub)
-    return names
-
-
-def _node_names(graph: onnx.GraphProto) -> set[str]:
-    names = set()
-    for node in graph.node:
-        names.add(node.name)
-        for _, sub in _subgraphs(node):
-            names |= _node_names(sub)
-    return names
-
-
-def _rename(graph: onnx.GraphProto, mapping: dict[str, str], node_map: dict[str, str]) -> None:
-    for t in graph.initializer:
-        t.name = mapping.get(t.name, t.name)
-    for vi in [*graph.input, *graph.output, *graph.value_info]:
-        vi.name = mapping.get(vi.name, vi.name)
-    for node in graph.node:
-        node.name = node_map.get(node.name, node.name)
-        for k, x in enumerate(node.input):
-            node.input[k] = mapping.get(x, x)
-        for k, x in enumerate(node.output):
-            node.output[k] = mapping.get(x, x)
-        for _, sub in _subgraphs(node):
-            _rename(sub, mapping, node_map)
-
-
 def _fresh(name: str, prefix: str, taken: set[str]) -> str:
     new = f"{prefix}/{name}"
     while new in taken:
@@ -452,8 +414,12 @@ def _assemble(
     qbranches: dict[str, onnx.ModelProto],
 ) -> onnx.ModelProto:
     g, qg = model.graph, qmain.graph
-    taken = _defined(qg) | {o for n in split.post for o in n.output} | {o.name for o in g.output}
-    taken_nodes = _node_names(qg) | {n.name for n in split.post}
+    taken = (
+        G.defined_names(qg, nested=True)
+        | {o for n in split.post for o in n.output}
+        | {o.name for o in g.output}
+    )
+    taken_nodes = G.node_names(qg) | {n.name for n in split.post}
     new_if = onnx.NodeProto()
     new_if.CopyFrom(if_node)
     for attr in new_if.attribute:
@@ -466,21 +432,21 @@ def _assemble(
             sub.name = attr.g.name
         else:
             sub.CopyFrom(attr.g)
-        mine = _defined(sub)
+        mine = G.defined_names(sub, nested=True)
         mapping = {n: _fresh(n, attr.name, taken | mine) for n in sorted(mine & taken)}
         node_map = {
-            n: _fresh(n, attr.name, taken_nodes) for n in sorted(_node_names(sub) & taken_nodes)
+            n: _fresh(n, attr.name, taken_nodes) for n in sorted(G.node_names(sub) & taken_nodes)
             if n
         }  # fmt: skip
-        _rename(sub, mapping, node_map)
-        taken |= _defined(sub)
-        taken_nodes |= _node_names(sub)
+        G.rename(sub, mapping, node_map)
+        taken |= G.defined_names(sub, nested=True)
+        taken_nodes |= G.node_names(sub)
         attr.g.CopyFrom(sub)
 
     nodes = [*qg.node, new_if, *split.post]
     # Outer initializers still read by an unquantized branch or a post-If node come back.
     have = {t.name for t in qg.initializer}
-    free = subgraph_free_names(helper.make_graph(nodes, "probe", [], []))
+    free = G.free_names(helper.make_graph(nodes, "probe", [], []))
     extra = [t for t in g.initializer if t.name in free and t.name not in have]
     graph = helper.make_graph(
         _prune(nodes, {o.name for o in g.output}),
@@ -509,8 +475,8 @@ def _prune(nodes: list[onnx.NodeProto], outputs: set[str]) -> list[onnx.NodeProt
         read = set(outputs)
         for n in nodes:
             read.update(n.input)
-            for _, sub in _subgraphs(n):
-                read.update(subgraph_free_names(sub))
+            for _, sub in G.subgraphs(n):
+                read.update(G.free_names(sub))
         keep = [n for n in nodes if any(o in read for o in n.output if o)]
         if len(keep) == len(nodes):
             return keep
@@ -531,7 +497,7 @@ def to_int8_qdq(
     settings = settings or Int8Settings()
     model = _named_copy(model)
     feeds = _calibration_feeds(model, calibration)
-    if_node = find_if(model.graph, if_name)
+    if_node = G.find_if(model.graph, if_name)
     if if_node is None:
         out = quantize_qdq(model, feeds, settings)
     else:
@@ -558,7 +524,10 @@ def to_int8_qdq(
 
 # ---- cached artifacts ----
 def fp16_artifact(
-    cache: ArtifactCache, onnx_path: str | os.PathLike[str], settings: Fp16Settings | None = None
+    cache: ArtifactCache,
+    onnx_path: str | os.PathLike[str],
+    settings: Fp16Settings | None = None,
+    if_name: str | None = None,
 ) -> Path:
     """The fp16 ONNX of ``onnx_path``, built once per (source bytes, settings, converter versions)."""
     settings = settings or Fp16Settings()
@@ -571,7 +540,10 @@ def fp16_artifact(
         "recipe": RECIPE_VERSION,
     }
     return cache.get_or_build(
-        "fp16_onnx", key, lambda: to_fp16(onnx.load(src), settings).SerializeToString(), ".onnx"
+        "fp16_onnx",
+        {**key, "if": if_name},
+        lambda: to_fp16(onnx.load(src), settings, if_name).SerializeToString(),
+        ".onnx",
     ).path
 
 
@@ -580,6 +552,7 @@ def int8_artifact(
     onnx_path: str | os.PathLike[str],
     calibration: np.ndarray,
     settings: Int8Settings | None = None,
+    if_name: str | None = None,
 ) -> Path:
     """The int8 Q/DQ ONNX of ``onnx_path``, built once per (source bytes, calibration set,
     settings, converter versions)."""
@@ -595,6 +568,6 @@ def int8_artifact(
     }
 
     def build() -> bytes:
-        return to_int8_qdq(onnx.load(src), calibration, settings).SerializeToString()
+        return to_int8_qdq(onnx.load(src), calibration, settings, if_name).SerializeToString()
 
-    return cache.get_or_build("int8_onnx", key, build, ".onnx").path
+    return cache.get_or_build("int8_onnx", {**key, "if": if_name}, build, ".onnx").path

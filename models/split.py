@@ -27,7 +27,8 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from .structure import ExitAnalysis, _subgraph_inputs
+from . import graph as G
+from .structure import ExitAnalysis
 
 __all__ = ["GO_DEEP", "SplitError", "SplitModels", "run_split", "split_at_if"]
 
@@ -56,52 +57,17 @@ class SplitModels:
         return [i.name for i in self.deep.graph.input]
 
 
-def _rename_in_graph(g: onnx.GraphProto, mapping: Mapping[str, str]) -> None:
-    """Rename tensor references (inputs, outputs, nested subgraphs) in place."""
-    for n in g.node:
-        n.input[:] = [mapping.get(i, i) for i in n.input]
-        n.output[:] = [mapping.get(o, o) for o in n.output]
-        for a in n.attribute:
-            if a.type == onnx.AttributeProto.GRAPH:
-                _rename_in_graph(a.g, mapping)
-    for vi in (*g.output, *g.input, *g.value_info):
-        vi.name = mapping.get(vi.name, vi.name)
-    for t in g.initializer:
-        t.name = mapping.get(t.name, t.name)
-
-
 def _defined_in(g: onnx.GraphProto) -> set[str]:
     return {t.name for t in g.initializer} | {o for n in g.node for o in n.output if o}
 
 
-def _value_infos(model: onnx.ModelProto) -> dict[str, onnx.ValueInfoProto]:
-    try:
-        inferred = onnx.shape_inference.infer_shapes(model)
-    except Exception:  # noqa: BLE001 - fall back to what the file declares
-        inferred = model
-    g = inferred.graph
-    return {vi.name: vi for vi in (*g.value_info, *g.input, *g.output)}
-
-
 def _find_if(g: onnx.GraphProto, a: ExitAnalysis) -> onnx.NodeProto:
-    for n in g.node:
-        if n.op_type == "If" and (n.name or "<unnamed If>") == a.if_node:
-            return n
-    raise SplitError(f"{a.source}: If node {a.if_node!r} not found (analysis of another model?)")
-
-
-def _downstream(g: onnx.GraphProto, start: set[str]) -> list[onnx.NodeProto]:
-    """Nodes that (transitively) consume ``start``, in graph order."""
-    live, tail = set(start), []
-    for n in g.node:
-        reads = set(n.input)
-        for a in n.attribute:
-            if a.type == onnx.AttributeProto.GRAPH:
-                reads |= _subgraph_inputs(a.g)
-        if reads & live:
-            tail.append(n)
-            live.update(o for o in n.output if o)
-    return tail
+    try:
+        node = G.find_if(g, a.if_node)
+    except ValueError as exc:
+        raise SplitError(f"{a.source}: {exc} (analysis of another model?)") from None
+    assert node is not None
+    return node
 
 
 def split_at_if(model: onnx.ModelProto, analysis: ExitAnalysis) -> SplitModels:
@@ -116,11 +82,11 @@ def split_at_if(model: onnx.ModelProto, analysis: ExitAnalysis) -> SplitModels:
     branches = {x.name: x.g for x in node.attribute if x.type == onnx.AttributeProto.GRAPH}
     exit_g, deep_g = branches[a.exit_branch], branches[a.deep_branch or ""]
     if_outs = list(node.output)
-    tail = _downstream(g, {o for o in if_outs if o})
+    tail = G.downstream(g, {o for o in if_outs if o})
     tail_ids = {id(n) for n in tail}
     main_nodes = [n for n in g.node if n is not node and id(n) not in tail_ids]
     outputs = [o.name for o in g.output]
-    vis = _value_infos(model)
+    vis = G.value_infos(model)
     inits = {t.name: t for t in g.initializer}
     graph_inputs = list(g.input)  # an input with an initializer is an overridable input
     opsets = list(model.opset_import)
@@ -128,7 +94,7 @@ def split_at_if(model: onnx.ModelProto, analysis: ExitAnalysis) -> SplitModels:
     # ---- trunk: main graph, the exit branch inlined in place of the If, the decision ----
     exit_copy = onnx.GraphProto()
     exit_copy.CopyFrom(exit_g)
-    _rename_in_graph(exit_copy, {n: _EXIT_PREFIX + n for n in _defined_in(exit_copy)})
+    G.rename(exit_copy, {n: _EXIT_PREFIX + n for n in _defined_in(exit_copy)})
     inlined = list(exit_copy.node)
     for i, (src, dst) in enumerate(zip(exit_copy.output, if_outs, strict=True)):
         if dst:
@@ -155,11 +121,11 @@ def split_at_if(model: onnx.ModelProto, analysis: ExitAnalysis) -> SplitModels:
         if dst:
             deep_nodes.append(helper.make_node("Identity", [src.name], [dst],
                                                name=f"exitgate_deep_out_{i}"))  # fmt: skip
-    deep_nodes += [_copy(n) for n in tail]
+    deep_nodes += [G.copy(n) for n in tail]
     probe = helper.make_graph(deep_nodes, "probe", [], [])
     for o in outputs:
         probe.output.append(helper.make_tensor_value_info(o, onnx.TensorProto.FLOAT, None))
-    free = _subgraph_inputs(probe) - _defined_in(deep_copy)
+    free = set(G.free_names(probe)) - _defined_in(deep_copy)
     prod = {o: n for n in main_nodes for o in n.output if o}
     input_names = {i.name for i in graph_inputs}
     deep_inits = list(deep_copy.initializer)
@@ -173,7 +139,7 @@ def split_at_if(model: onnx.ModelProto, analysis: ExitAnalysis) -> SplitModels:
         elif name in inits:
             deep_inits.append(inits[name])
         elif name in prod and prod[name].op_type == "Constant":
-            const_nodes.append(_copy(prod[name]))
+            const_nodes.append(G.copy(prod[name]))
         elif name in prod:
             boundary.append(name)
         else:
@@ -183,21 +149,21 @@ def split_at_if(model: onnx.ModelProto, analysis: ExitAnalysis) -> SplitModels:
     deep_inputs = [*boundary_vis, *[i for i in graph_inputs if i.name in passthrough]]
     deep_graph = helper.make_graph(
         [*const_nodes, *deep_nodes], f"{g.name or 'model'}_deep", deep_inputs,
-        [_copy(o) for o in g.output], deep_inits,
+        [G.copy(o) for o in g.output], deep_inits,
     )  # fmt: skip
     deep = _model_like(model, deep_graph, opsets)
 
-    trunk_nodes = [*main_nodes, *inlined, *[_copy(n) for n in tail], *decision]
+    trunk_nodes = [*main_nodes, *inlined, *[G.copy(n) for n in tail], *decision]
     trunk_inits = [*g.initializer, *exit_copy.initializer]
     trunk_inits.append(onnx.numpy_helper.from_array(np.array([1], np.int64), "exitgate_shape_1"))
     used = {i for n in trunk_nodes for i in n.input} | {
         i for n in trunk_nodes for x in n.attribute if x.type == onnx.AttributeProto.GRAPH
-        for i in _subgraph_inputs(x.g)
+        for i in G.free_names(x.g)
     }  # fmt: skip
-    trunk_outputs = [_copy(o) for o in g.output] + boundary_vis
+    trunk_outputs = [G.copy(o) for o in g.output] + boundary_vis
     trunk_outputs.append(helper.make_tensor_value_info(GO_DEEP, onnx.TensorProto.FLOAT, [1]))
     trunk_graph = helper.make_graph(
-        trunk_nodes, f"{g.name or 'model'}_trunk", [_copy(i) for i in graph_inputs],
+        trunk_nodes, f"{g.name or 'model'}_trunk", [G.copy(i) for i in graph_inputs],
         trunk_outputs, [t for t in trunk_inits if t.name in used],
     )  # fmt: skip
     trunk = _model_like(model, trunk_graph, opsets)
@@ -209,18 +175,12 @@ def split_at_if(model: onnx.ModelProto, analysis: ExitAnalysis) -> SplitModels:
     return SplitModels(trunk, deep, outputs, boundary, passthrough, GO_DEEP, a.exit_branch)
 
 
-def _copy(msg):
-    out = type(msg)()
-    out.CopyFrom(msg)
-    return out
-
-
 def _typed(vis: dict[str, onnx.ValueInfoProto], name: str, source: str) -> onnx.ValueInfoProto:
     vi = vis.get(name)
     if vi is None or not vi.type.tensor_type.elem_type:
         raise SplitError(f"{source}: no type for tensor {name!r} (shape inference failed); "
                          "run onnx.shape_inference on the model and save it with value_info")  # fmt: skip
-    return _copy(vi)
+    return G.copy(vi)
 
 
 def _model_like(model: onnx.ModelProto, graph: onnx.GraphProto, opsets) -> onnx.ModelProto:

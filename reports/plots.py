@@ -41,6 +41,7 @@ def write_plots(run: dict[str, Any], out: Path) -> list[str]:
         case = t.get("props", {}).get("case")
         if sw and case:
             label = case["model"] + (f" {case['precision']}" if case.get("precision") else "")
+            label += f" ({sw['criterion']})" if sw.get("criterion") else ""
             sweeps.setdefault(label, sw)
     if sweeps:
         fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))

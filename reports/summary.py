@@ -110,9 +110,9 @@ def sections(run: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any]],
     ex = _rows(run, "exit")
     if ex:
         out.append(("Exit rate and accuracy per exit (project dataset, default threshold)",
-                    ["case", "threshold", "exit rate", "accuracy", "accuracy of exited",
+                    ["case", "criterion", "threshold", "exit rate", "accuracy", "accuracy of exited",
                      "accuracy of deep path", "inputs"],
-                    [[c, e["threshold"], _pct(e["exit_rate"]), _pct(e.get("accuracy")),
+                    [[c, e.get("criterion", ""), e["threshold"], _pct(e["exit_rate"]), _pct(e.get("accuracy")),
                       _pct(e.get("accuracy_exited")), _pct(e.get("accuracy_deep")), e["n"]]
                      for c, e in ex], ""))  # fmt: skip
     corr = _rows(run, "correctness")

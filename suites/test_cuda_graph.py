@@ -46,7 +46,7 @@ def test_early_exit_capture(
             "CUDA-graph capturable (the If condition is read on the host); XPASS means this "
             "backend now captures them: update the profile")))  # fmt: skip
     # the first input that exits at the default threshold and one that does not, plus extremes
-    feeds = {"exit_always": prepared.feed(0.0), "exit_never": prepared.feed(1.0)}
+    feeds = {p: prepared.feed(prepared.threshold_for(p)) for p in ("exit_always", "exit_never")}
     verdict = check_capturable(device_engine, feeds, cuda_stream)
     record("capture", verdict.message)
     assert verdict.capturable, f"[{case.id}] {verdict.message}"

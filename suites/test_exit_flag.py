@@ -1,9 +1,12 @@
 """The exit flag at the threshold extremes and at the model's own threshold, input by input.
 
-exit_always (threshold 0): every input leaves early (flag 0) and the output equals the exit head's.
-exit_never (threshold 1): every input runs the full network (flag 1) and the output equals the deep
-branch's. exit_default: the flag equals `max(exit probs) > threshold`, and both paths occur on the
-project's dataset. The same checks run unchanged on every backend and precision.
+exit_always: at the threshold that forces the exit for the model's own comparison (-inf for
+`max_softmax > t`, +inf for `entropy < t`) every input leaves early (flag 0) and the output equals
+the exit branch's. exit_never: every input runs the full network (flag 1) and the output equals the
+deep branch's. exit_default: at the model's own threshold the path taken is the model's own
+decision, input by input, and both paths occur on the project's dataset. A model without a flag
+output is judged on the path read from its outputs. The same checks run on every backend and
+precision.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import pytest
 from fixtures.cases import Case
 from fixtures.checks import check_decisions, check_fixed_path, fail
 from fixtures.workspace import Prepared, Workspace
+from models.structure import exits
 
 
 @pytest.mark.exitgate_cases(precision=True, paths=("exit_always", "exit_never", "exit_default"))
@@ -26,15 +30,16 @@ def test_exit_flag(case: Case, prepared: Prepared, workspace: Workspace, engine,
     got = workspace.candidate(case.model, precision, t)
     n = len(got.flag)
     if case.path in ("exit_always", "exit_never"):
-        check_fixed_path(case, got, workspace, t)
+        check_fixed_path(case, got, workspace)
         return
     ref = workspace.reference(case.model, t)
-    check_decisions(case, got, ref, t)
+    check_decisions(case, got, ref, t, prepared.analysis.describe())
     exited = np.round(got.flag) == 0
     exit_rate = float(exited.mean())
-    record("exit", _exit_stats(got.probs, exited, prepared.data.y, t))
+    record("exit", {**_exit_stats(got.probs, exited, prepared.data.y, t),
+                    "criterion": prepared.analysis.describe()})  # fmt: skip
     if precision == "fp32":
-        record("sweep", _threshold_sweep(workspace, case, ref, prepared.data.y))
+        record("sweep", _threshold_sweep(workspace, case, prepared, ref))
     if exit_rate in (0.0, 1.0):
         fail(
             case,
@@ -54,14 +59,21 @@ def _exit_stats(probs: np.ndarray, exited: np.ndarray, y: np.ndarray, t: float) 
     return stats
 
 
-def _threshold_sweep(workspace: Workspace, case: Case, ref, y: np.ndarray) -> dict:
-    """Exit rate and accuracy vs threshold from the fp32 reference (the BranchyNet trade-off)."""
-    exit_p = workspace.reference(case.model, 0.0, force="exit").probs.argmax(1)
-    deep_p = workspace.reference(case.model, 1.0, force="deep").probs.argmax(1)
-    thresholds = np.round(np.linspace(0.0, 1.0, 41), 3)
+def _threshold_sweep(workspace: Workspace, case: Case, prepared: Prepared, ref) -> dict:
+    """Exit rate and accuracy vs threshold from the fp32 reference (the BranchyNet trade-off),
+    over the score's own range (0..1 for a max softmax; the observed range otherwise)."""
+    a, y = prepared.analysis, prepared.data.y
+    exit_p = workspace.reference(case.model, prepared.threshold_for("exit_always"),
+                                 force="exit").probs.argmax(1)  # fmt: skip
+    deep_p = workspace.reference(case.model, prepared.threshold_for("exit_never"),
+                                 force="deep").probs.argmax(1)  # fmt: skip
+    lo, hi = (0.0, 1.0) if a.criterion == "max_softmax" else (float(ref.score.min()),
+                                                              float(ref.score.max()))  # fmt: skip
+    thresholds = np.round(np.linspace(lo, hi, 41), 4)
     rates, accs = [], []
     for th in thresholds:
-        ex = ref.confidence > th
+        ex = exits(ref.score, a.exit_when, th)
         rates.append(float(ex.mean()))
         accs.append(float((np.where(ex, exit_p, deep_p) == y).mean()) if (y >= 0).all() else None)
-    return {"thresholds": thresholds.tolist(), "exit_rate": rates, "accuracy": accs}
+    return {"thresholds": thresholds.tolist(), "exit_rate": rates, "accuracy": accs,
+            "criterion": a.describe()}  # fmt: skip

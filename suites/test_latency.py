@@ -129,8 +129,8 @@ def test_untaken_branch_is_skipped(
     except BackendUnavailable as exc:
         pytest.skip(f"[{case.id}] {exc}")
     with _Launchers(a.supports_device and b.supports_device) as launchers:
-        launchers.add("exit_never", a, prepared.feed(1.0))
-        launchers.add("exit_always", b, prepared.feed(0.0))
+        launchers.add("exit_never", a, prepared.feed(prepared.threshold_for("exit_never")))
+        launchers.add("exit_always", b, prepared.feed(prepared.threshold_for("exit_always")))
 
         def run(seed: int = 0) -> PairResult:
             med = _measure(launchers.fns, launchers.stream, seed)

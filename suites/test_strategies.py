@@ -24,7 +24,7 @@ from fixtures.checks import check_decisions, check_fixed_path, fail
 from fixtures.compare import compare_runs
 from fixtures.stats import Verdict, ordering_gate
 from fixtures.strategies import strategy_engine, strategy_unavailable
-from fixtures.workspace import Prepared, RunResult, Workspace, run_all
+from fixtures.workspace import Prepared, RunResult, Workspace
 
 ROUNDS, K = 30, 20
 # issue #8's targets for split_graph vs the twin: (min speed-up at exit_always, max slowdown at
@@ -51,7 +51,7 @@ def _runs(workspace: Workspace, case: Case, prepared: Prepared, cache: dict, t: 
             eng = strategy_engine(workspace, case.model, precision, case.strategy, cache)
         except BackendUnavailable as exc:
             pytest.skip(f"[{case.id}] {exc}")
-        cache[key] = run_all(eng, prepared.analysis, prepared.feeds(t))
+        cache[key] = workspace.run(eng, case.model, t)
     return cache[key]
 
 
@@ -66,10 +66,10 @@ def test_strategy_exit_flag_and_correctness(
     got: RunResult = _runs(workspace, case, prepared, strategy_cache, t)
     profile = workspace.settings.profile
     if case.path in ("exit_always", "exit_never"):
-        check_fixed_path(case, got, workspace, t)
+        check_fixed_path(case, got, workspace)
     else:  # exit_default: the decision follows the confidence; outputs match the reference
         ref = workspace.reference(case.model, t)
-        check_decisions(case, got, ref, t)
+        check_decisions(case, got, ref, t, prepared.analysis.describe())
         cmp = compare_runs(case.id, got, ref, profile, precision)
         record("correctness", cmp.line())
         if not cmp.passed:

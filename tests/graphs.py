@@ -17,7 +17,7 @@ C = 10
 
 @dataclass(frozen=True)
 class Spec:
-    layout: str = "concat"  # concat | separate
+    layout: str = "concat"  # concat | separate | none (probs only) | scalar (separate, flag [])
     threshold: str = "input"  # input | constant
     threshold_value: float = 0.9
     nhwc: bool = False
@@ -29,6 +29,9 @@ class Spec:
     with_if: bool = True
     opset: int = 17
     seed: int = 0
+    score: str = "max_softmax"  # max_softmax | max_logit | entropy (exits when entropy < t)
+    threshold_via: tuple[str, ...] = ()  # ops between the threshold input and the comparison
+    batch: str = "static"  # static | dynamic (symbolic batch dims, different in each branch)
 
 
 def build(spec: Spec) -> onnx.ModelProto:
@@ -37,7 +40,8 @@ def build(spec: Spec) -> onnx.ModelProto:
     w_deep = numpy_helper.from_array((rng.standard_normal((3, C)) * 3).astype(np.float32), "w_deep")
     inits = [w_exit, w_deep]
     nodes = []
-    shape = [1, 4, 4, 3] if spec.nhwc else [1, 3, 4, 4]
+    n = "batch" if spec.batch == "dynamic" else 1
+    shape = [n, 4, 4, 3] if spec.nhwc else [n, 3, 4, 4]
     inputs = [helper.make_tensor_value_info("image", TensorProto.FLOAT, shape)]
     x = "image"
     if spec.nhwc:
@@ -48,11 +52,28 @@ def build(spec: Spec) -> onnx.ModelProto:
         helper.make_node("Flatten", ["pooled4"], ["feats"], axis=1),
         helper.make_node("MatMul", ["feats", "w_exit"], ["exit_logits"]),
         helper.make_node("Softmax", ["exit_logits"], ["exit_probs"], axis=1),
-        helper.make_node("ReduceMax", ["exit_probs"], ["conf"], keepdims=0),
     ]
+    if spec.score == "entropy":  # BranchyNet: -sum(p log p), exit when low
+        nodes += [
+            helper.make_node("Log", ["exit_probs"], ["logp"]),
+            helper.make_node("Mul", ["exit_probs", "logp"], ["plogp"]),
+            helper.make_node("ReduceSum", ["plogp", "ax1"], ["neg_ent"], keepdims=0),
+            helper.make_node("Neg", ["neg_ent"], ["conf"]),
+        ]
+        inits.append(numpy_helper.from_array(np.array([1], np.int64), "ax1"))
+    else:
+        src = "exit_logits" if spec.score == "max_logit" else "exit_probs"
+        nodes.append(helper.make_node("ReduceMax", [src], ["conf"], keepdims=0))
     if spec.threshold == "input":
         inputs.append(helper.make_tensor_value_info("threshold", TensorProto.FLOAT, [1]))
         thr = "threshold"
+        for k, op in enumerate(spec.threshold_via):  # e.g. ReduceMax, Cast, Reshape
+            attrs = {"to": TensorProto.FLOAT} if op == "Cast" else {}
+            ins = [thr, "scalar_shape"] if op == "Reshape" else [thr]
+            if op == "ReduceMax":
+                attrs["keepdims"] = 0
+            nodes.append(helper.make_node(op, ins, [f"thr_{k}"], **attrs))
+            thr = f"thr_{k}"
     else:
         inits.append(numpy_helper.from_array(np.array([spec.threshold_value], np.float32), "thr_c"))
         thr = "thr_c"
@@ -60,7 +81,9 @@ def build(spec: Spec) -> onnx.ModelProto:
         inits.append(numpy_helper.from_array(np.array(True), "cond"))
     else:
         lhs = "conf" if spec.condition == "data" else thr
-        if spec.compare == "Less":
+        if spec.score == "entropy" and spec.condition == "data":
+            nodes.append(helper.make_node("Less", [lhs, thr], ["cmp"]))
+        elif spec.compare == "Less":
             nodes.append(helper.make_node("Less", [thr, lhs], ["cmp"]))
         else:
             nodes.append(helper.make_node(spec.compare, [lhs, thr], ["cmp"]))
@@ -90,11 +113,23 @@ def build(spec: Spec) -> onnx.ModelProto:
         flag = helper.make_tensor(p + "flagv", TensorProto.FLOAT, [1, 1], [1.0 if deep else 0.0])
         bn.append(helper.make_node("Constant", [], [p + "flag"], value=flag))
         outs = []
+        bdim = f"{p}n" if spec.batch == "dynamic" else 1
+        if spec.layout in ("none", "scalar") and not spec.flag_outside:
+            outs.append(
+                helper.make_tensor_value_info(p + "probs", TensorProto.FLOAT, [bdim, width])
+            )
+            if spec.layout == "scalar":
+                bn.append(helper.make_node("Constant", [], [p + "flag0"], value=helper.make_tensor(
+                    p + "flag0v", TensorProto.FLOAT, [], [1.0 if deep else 0.0])))  # fmt: skip
+                outs.append(helper.make_tensor_value_info(p + "flag0", TensorProto.FLOAT, []))
+            return helper.make_graph(bn, name, [], outs)
         if spec.flag_outside:
             outs.append(helper.make_tensor_value_info(p + "probs", TensorProto.FLOAT, [1, width]))
         elif spec.layout == "concat":
             bn.append(helper.make_node("Concat", [p + "probs", p + "flag"], [p + "out"], axis=1))
-            outs.append(helper.make_tensor_value_info(p + "out", TensorProto.FLOAT, [1, width + 1]))
+            outs.append(
+                helper.make_tensor_value_info(p + "out", TensorProto.FLOAT, [bdim, width + 1])
+            )
         else:
             outs += [helper.make_tensor_value_info(p + "probs", TensorProto.FLOAT, [1, width]),
                      helper.make_tensor_value_info(p + "flag", TensorProto.FLOAT, [1, 1])]  # fmt: skip
@@ -115,11 +150,19 @@ def build(spec: Spec) -> onnx.ModelProto:
         inits.append(numpy_helper.from_array(np.array([1, 1], np.int64), "flag_shape"))
         outputs = [helper.make_tensor_value_info("probs", TensorProto.FLOAT, [1, C]),
                    helper.make_tensor_value_info("exit_flag", TensorProto.FLOAT, [1, 1])]  # fmt: skip
+    elif spec.layout in ("none", "scalar"):
+        names = ["probs"] if spec.layout == "none" else ["probs", "exit_flag"]
+        nodes.append(
+            helper.make_node("If", ["cond"], names, then_branch=then_g, else_branch=else_g)
+        )
+        outputs = [helper.make_tensor_value_info("probs", TensorProto.FLOAT, [n, C])]
+        if spec.layout == "scalar":
+            outputs.append(helper.make_tensor_value_info("exit_flag", TensorProto.FLOAT, []))
     elif spec.layout == "concat":
         nodes.append(
             helper.make_node("If", ["cond"], ["output"], then_branch=then_g, else_branch=else_g)
         )
-        outputs = [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, C + 1])]
+        outputs = [helper.make_tensor_value_info("output", TensorProto.FLOAT, [n, C + 1])]
     else:
         nodes.append(helper.make_node("If", ["cond"], ["probs", "exit_flag"], then_branch=then_g,
                                       else_branch=else_g))  # fmt: skip
@@ -135,3 +178,19 @@ def _model(nodes, inputs, outputs, inits, opset: int) -> onnx.ModelProto:
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
     m.ir_version = 8
     return m
+
+
+def settle(model: onnx.ModelProto, default: float = 0.5, n: int = 4, **opts):
+    """Static analysis, the drivable rewrite and the probe, as the suite does them:
+    (drivable model, settled analysis, exit paths)."""
+    from models.probe import probe
+    from models.structure import analyze, drivable
+
+    a = analyze(model, "g", **opts)
+    assert a.ok and not a.undetermined, a.explain()
+    m = drivable(model, a)
+    a = analyze(m, "g", **{k: v for k, v in opts.items() if k != "threshold"})
+    shape = [int(d) for d in a.image_shape[1:]]  # type: ignore[index]
+    images = np.random.default_rng(0).standard_normal((n, *shape)).astype(np.float32)
+    settled, paths = probe(m, a, list(images), default)
+    return m, settled, paths

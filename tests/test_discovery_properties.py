@@ -8,7 +8,8 @@ import onnxruntime as ort
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from models.structure import analyze, reference_model, with_threshold_input
+from models.probe import probe
+from models.structure import SCORE_OUTPUT, analyze, reference_model, with_threshold_input
 from tests.graphs import Spec, build
 
 specs = st.builds(
@@ -31,12 +32,10 @@ def expected_problems(s: Spec) -> set[str]:
     if not s.with_if:
         return {"no_if"}
     out = set()
-    if s.condition == "constant":
-        out.add("constant_condition")
-    elif s.condition == "threshold_only" and s.threshold == "input":
+    if s.condition == "constant" or (s.condition == "threshold_only" and s.threshold != "input"):
+        return {"constant_condition"}  # the one reason: nothing else matters (no input reaches it)
+    if s.condition == "threshold_only":
         out.add("input_independent_condition")
-    elif s.condition == "threshold_only":  # constant vs constant: no input reaches it
-        out.add("constant_condition")
     if s.branch_mismatch:
         out.add("branch_shape_mismatch")
     if s.flag_outside:
@@ -53,7 +52,7 @@ def test_discovery_never_crashes_and_classifies(s: Spec) -> None:
         assert a.image_layout == ("NHWC" if s.nhwc else "NCHW")
     if a.ok:
         assert a.condition == "data_dependent"
-        assert a.layout == s.layout
+        assert a.exit_when == (">=" if s.compare == "GreaterOrEqual" else ">")
         if s.threshold == "constant":
             assert a.threshold_constant is not None
             assert abs(a.threshold_constant - s.threshold_value) < 1e-6
@@ -75,18 +74,25 @@ def test_live_exits_are_driven_and_forced_correctly(s: Spec, t: float) -> None:
     a = analyze(m, "random")
     image = (
         np.random.default_rng(s.seed)
-        .standard_normal((1, 4, 4, 3) if s.nhwc else (1, 3, 4, 4))
+        .standard_normal((4, 4, 3) if s.nhwc else (3, 4, 4))
         .astype(np.float32)
     )
-    feeds = {"image": image, "threshold": np.array([t], np.float32)}
+    a, paths = probe(m, a, [image, -image], 0.5)
+    assert a.ok, a.explain()
+    assert a.layout == s.layout
+    feeds = {"image": image[None], "threshold": np.array([t], np.float32)}
     flag_name = a.flag_output
     for force, flag in (("exit", 0.0), ("deep", 1.0)):
         r = reference_model(m, a, force)
         sess = ort.InferenceSession(r.SerializeToString(), providers=["CPUExecutionProvider"])
         out = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds), strict=True))
         assert float(np.asarray(out[flag_name]).reshape(-1)[-1]) == flag
-        conf = float(out["exitgate_confidence"])
+        conf = float(out[SCORE_OUTPUT])
     sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
     out = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds), strict=True))
     leaves = conf >= t if s.compare == "GreaterOrEqual" else conf > t
     assert float(np.asarray(out[flag_name]).reshape(-1)[-1]) == (0.0 if leaves else 1.0)
+    for path, flag in (("exit_always", 0.0), ("exit_never", 1.0)):
+        feeds["threshold"] = np.array([paths[path].threshold], np.float32)
+        out = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds), strict=True))
+        assert float(np.asarray(out[flag_name]).reshape(-1)[-1]) == flag

@@ -21,8 +21,8 @@ SUITE = str(REPO / "suites" / "test_structure.py")
         (["--layout=nchw"], "--layout=nchw: expected concat and/or separate"),
         (["--samples=3"], "--samples=3: expected an integer >= 8"),
         (
-            ["--threshold=1.5", "--model=x.onnx"],
-            "--threshold=1.5: expected a number between 0 and 1",
+            ["--threshold=nan", "--model=x.onnx"],
+            "--threshold=nan: expected a finite number",
         ),
         (
             ["--calibration-data=/nonexistent/cal.npy"],

@@ -12,8 +12,9 @@ import onnx
 import pytest
 
 from models.split import GO_DEEP, SplitError, run_split, split_at_if
-from models.structure import analyze, with_threshold_input
+from models.structure import analyze
 from tests import graphs, onnx_graphs
+from tests.graphs import settle
 
 THRESHOLDS = {"exit_always": 0.0, "exit_never": 1.0}
 
@@ -31,11 +32,8 @@ def _session(model: onnx.ModelProto):
 
 
 def _drivable(model: onnx.ModelProto) -> tuple[onnx.ModelProto, object]:
-    a = analyze(model)
-    if a.threshold_input is None:
-        model = with_threshold_input(model, a)
-        a = analyze(model)
-    assert a.ok and not a.undetermined, a.explain()
+    model, a, _ = settle(model)
+    assert a.ok, a.explain()
     return model, a
 
 
@@ -151,9 +149,8 @@ def test_toy_graph_split_is_bitwise(spec: graphs.Spec) -> None:
     images = rng.standard_normal(shape).astype(np.float32)
     model = graphs.build(spec)
     _check_bitwise(model, images, "image", {**THRESHOLDS, "exit_default": 0.5})
-    _, a = _drivable(model)
-    assert split_at_if(model if a.threshold_input else with_threshold_input(model, a),
-                       a).exit_branch == a.exit_branch  # fmt: skip
+    model, a = _drivable(model)
+    assert split_at_if(model, a).exit_branch == a.exit_branch
 
 
 def test_negated_split_takes_the_else_branch_as_exit() -> None:

@@ -1,0 +1,224 @@
+"""Settle by running what the graph alone cannot say: which output is the exit flag, the class
+count, and the thresholds that force each exit path.
+
+Exporters differ in what they return from an ``If``: the probabilities only (no flag), a flag
+output (a scalar, ``[1]`` or ``[N,1]``), or the flag concatenated as the last column. An output is
+the flag only if forcing the exit branch makes it the constant 0 and forcing the deep branch the
+constant 1; otherwise the path an input took is read by matching the output against the two
+forced branches (layout ``none``). The exit paths are defined by the model's own comparison:
+``exit_always`` and ``exit_never`` drive the threshold to values that force each branch for that
+comparison (``-inf``/``+inf``, the other way round for a ``<`` exit), verified here by running.
+
+onnxruntime on the CPU; no torch, no pytest, no GPU.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from . import graph as G
+from .structure import (
+    EXITS_OUTPUT,
+    LAYOUTS,
+    SCORE_OUTPUT,
+    ExitAnalysis,
+    Problem,
+    exits,
+    reference_model,
+)
+
+__all__ = ["EXIT_PATHS", "ExitPath", "feed", "ort_errors", "probe", "session"]
+
+EXIT_PATHS = ("exit_always", "exit_never", "exit_default")
+
+
+@dataclass(frozen=True)
+class ExitPath:
+    """How the suite drives one exit path: the threshold, and what it must produce."""
+
+    name: str  # exit_always | exit_never | exit_default
+    threshold: float
+    flag: (
+        float | None
+    )  # 0.0 = every input leaves early, 1.0 = every input runs deep, None = per input
+    branch: str | None  # the branch forced: "exit" | "deep" | None (the model decides)
+
+
+def ort_errors() -> tuple[type[Exception], ...]:
+    """What onnxruntime raises for a model it cannot load or run (its own classes derive from
+    Exception directly), to be turned into one message naming the model."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as st
+
+    names = ("Fail", "InvalidArgument", "InvalidGraph", "InvalidProtobuf", "NoSuchFile",
+             "NotImplemented", "RuntimeException")  # fmt: skip
+    return (RuntimeError, ValueError, *(getattr(st, n) for n in names if hasattr(st, n)))
+
+
+def session(model: onnx.ModelProto):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+
+
+def feed(
+    model: onnx.ModelProto, a: ExitAnalysis, image: np.ndarray, threshold: float
+) -> dict[str, np.ndarray]:
+    """Inputs for one image (in the model's layout; a batch dim is added unless present)."""
+    inputs = {i.name: i for i in model.graph.input}
+    out = {}
+    if a.image_input is not None:
+        dtype = helper.tensor_dtype_to_np_dtype(a.image_dtype)
+        batched = image if image.ndim == len(a.image_shape or ()) else image[None]
+        out[a.image_input] = np.ascontiguousarray(batched).astype(dtype, copy=False)
+    if a.threshold_input is not None:
+        vi = inputs[a.threshold_input]
+        dtype = helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type)
+        shape = [d if isinstance(d, int) and d > 0 else 1 for d in (G.dims(vi) or (1,))]
+        out[a.threshold_input] = np.full(shape, threshold, dtype)
+    return out
+
+
+def _forcing(exit_when: str) -> list[tuple[float, float]]:
+    """(threshold that forces the exit, threshold that forces the deep branch), best first."""
+    sign = -1.0 if exit_when in (">", ">=") else 1.0
+    return [(sign * math.inf, -sign * math.inf), (sign * 1e6, -sign * 1e6)]
+
+
+def probe(
+    model: onnx.ModelProto,
+    a: ExitAnalysis,
+    images: Sequence[np.ndarray],
+    default_threshold: float,
+) -> tuple[ExitAnalysis, dict[str, ExitPath]]:
+    """Run the (drivable) model on a few images; the completed analysis and the exit paths.
+
+    Problems found by running are added to the returned analysis (check ``ok``).
+    """
+    a = replace(a, problems=list(a.problems), undetermined=list(a.undetermined))
+    if a.exit_when is None or a.threshold_input is None:
+        raise ValueError(f"{a.source}: probe needs an analysed, drivable model")
+    names = [o.name for o in model.graph.output]
+    runs = {}
+    for force in (None, "exit", "deep"):
+        s = session(reference_model(model, a, force))
+        cols = [o.name for o in s.get_outputs()]
+        rows = [dict(zip(cols, s.run(None, feed(model, a, x, default_threshold)), strict=True))
+                for x in images]  # fmt: skip
+        runs[force] = rows
+    ex, dp = runs["exit"], runs["deep"]
+    for o in names:
+        se, sd = np.shape(ex[0][o]), np.shape(dp[0][o])
+        if se != sd:
+            a.problems.append(Problem(
+                "branch_shape_mismatch",
+                f"If node {a.if_node!r}: output {o!r} has shape {list(se)} from the exit branch "
+                f"and {list(sd)} from the deep branch when run; they must be identical",
+            ))  # fmt: skip
+    if a.problems:
+        return a, {}
+    _settle_flag(a, names, ex, dp)
+    if a.problems:
+        return a, {}
+    # the model's own decision agrees with what discovery read from the graph
+    score = np.array([float(np.asarray(r[SCORE_OUTPUT]).reshape(-1)[0]) for r in runs[None]])
+    own = np.array([bool(np.asarray(r[EXITS_OUTPUT]).reshape(-1)[0]) for r in runs[None]])
+    read = exits(score, a.exit_when, default_threshold)
+    clear = np.abs(score - default_threshold) > 1e-6
+    if np.any(clear & (own != read)):
+        a.problems.append(Problem(
+            "comparison_misread",
+            f"If node {a.if_node!r}: the model exits where `{a.describe()}` says it does not "
+            f"(scores {score.round(4).tolist()}, model exits {own.tolist()}): exitgate misread the "
+            "comparison; please report this model",
+        ))  # fmt: skip
+        return a, {}
+    paths = _forcing_paths(model, a, images, default_threshold)
+    return a, paths
+
+
+def _settle_flag(a: ExitAnalysis, names: list[str], ex: list[dict], dp: list[dict]) -> None:
+    def const(rows: list[dict], o: str, value: float, column: bool) -> bool:
+        for r in rows:
+            v = np.asarray(r[o], dtype=np.float64)
+            v = v.reshape(v.shape[0] if v.ndim > 1 else 1, -1)[:, -1] if column else v.reshape(-1)
+            if v.size == 0 or not np.all(v == value):
+                return False
+        return True
+
+    sizes = {o: int(np.asarray(ex[0][o]).size) for o in names}
+    separate = [o for o in names if sizes[o] == 1 and const(ex, o, 0.0, False)
+                and const(dp, o, 1.0, False)]  # fmt: skip
+    concat = [o for o in names if sizes[o] > 2 and const(ex, o, 0.0, True)
+              and const(dp, o, 1.0, True)]  # fmt: skip
+    if len(names) >= 2 and separate:
+        found, flag = "separate", separate[0]
+    elif concat:
+        found, flag = "concat", concat[0]
+    else:
+        found, flag = "none", None
+    forced, forced_flag = a.layout, a.flag_output
+    if forced_flag is not None and forced_flag not in (*separate, *concat):
+        a.problems.append(Problem(
+            "flag_output_mismatch",
+            f"flag_output={forced_flag!r}: forcing the branches does not make that output 0 (exit) "
+            "and 1 (deep); "
+            + (f"the flag is {flag!r} ({found} layout)" if flag else "the model has no such flag"),
+        ))  # fmt: skip
+        return
+    if forced is not None and forced != found and not (forced_flag and forced != "none"):
+        if forced not in LAYOUTS:  # pragma: no cover - validated when parsed
+            raise ValueError(f"flag layout {forced!r}")
+        ok = (forced == "separate" and separate and len(names) >= 2) or (
+            forced == "concat" and concat) or forced == "none"  # fmt: skip
+        if not ok:
+            a.problems.append(Problem(
+                "layout_mismatch",
+                f"--flag-layout={forced} does not match the model: forcing the branches shows "
+                f"the {found} layout" + (f" (flag {flag!r})" if flag else " (no flag output)"),
+            ))  # fmt: skip
+            return
+        found = forced
+        flag = {"separate": separate[0] if separate else None,
+                "concat": concat[0] if concat else None, "none": None}[forced]  # fmt: skip
+    if forced_flag is not None:
+        flag = forced_flag
+        found = "separate" if forced_flag in separate and len(names) >= 2 else "concat"
+    a.layout, a.flag_output = found, flag
+    probs = flag if found == "concat" else next((o for o in names if o != flag), None)
+    a.probs_output = probs
+    width = int(np.asarray(ex[0][probs]).reshape(1, -1).shape[1]) if probs else 0
+    a.num_classes = width - 1 if found == "concat" else width
+
+
+def _forcing_paths(
+    model: onnx.ModelProto, a: ExitAnalysis, images: Sequence[np.ndarray], default: float
+) -> dict[str, ExitPath]:
+    s = session(reference_model(model, a))
+
+    def decisions(t: float) -> np.ndarray:
+        return np.array([bool(np.asarray(s.run([EXITS_OUTPUT], feed(model, a, x, t))[0])
+                              .reshape(-1)[0]) for x in images])  # fmt: skip
+
+    assert a.exit_when is not None
+    for t_exit, t_deep in _forcing(a.exit_when):
+        if decisions(t_exit).all() and not decisions(t_deep).any():
+            return {
+                "exit_always": ExitPath("exit_always", t_exit, 0.0, "exit"),
+                "exit_never": ExitPath("exit_never", t_deep, 1.0, "deep"),
+                "exit_default": ExitPath("exit_default", default, None, None),
+            }
+    a.problems.append(Problem(
+        "not_driven",
+        f"the exit is not driven by threshold input {a.threshold_input!r}: at thresholds "
+        f"{_forcing(a.exit_when)[0]} (which must force the exit and the deep branch for "
+        f"`{a.describe()}`) the model's condition still decides otherwise",
+    ))  # fmt: skip
+    return {}
