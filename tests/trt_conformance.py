@@ -762,6 +762,8 @@ class _FileScan:
         if isinstance(target, ast.Name):
             if target.id in scope.declared:
                 return
+            if t == "none" and target.id in scope.types:
+                return  # `x = None` after `x = <typed>`: an Optional, keep the type
             if t is not None or target.id not in scope.types:
                 if t is None:
                     scope.types.pop(target.id, None)
