@@ -1242,10 +1242,3 @@ def check(
                 f"RTX_ABSENT lists {cls}.{member} ({why}), which the code no longer uses"
             )
     return problems
-
-
-def iter_problems(root: Path = REPO) -> Iterator[str]:  # pragma: no cover - convenience
-    import tensorrt_rtx
-
-    binding = Binding(tensorrt_rtx)
-    yield from check(scan(source_files(root), binding), binding, load_table())
