@@ -90,14 +90,74 @@ def test_flavor_follows_the_environment(rtx, monkeypatch: pytest.MonkeyPatch) ->
         T.import_tensorrt()
 
 
-@pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="tensorrt installed")
 def test_missing_tensorrt_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    # None in sys.modules is Python's own way to make an import fail (ModuleNotFoundError): the
+    # message is checked whether or not a real tensorrt is installed here
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
     monkeypatch.setenv(T.FLAVOR_ENV, "tensorrt")
     with pytest.raises(BackendUnavailable) as info:
         T.import_tensorrt()
     msg = str(info.value)
     assert "tensorrt: ModuleNotFoundError" in msg
     assert "pip install tensorrt-rtx-cu13" in msg and "--system-site-packages" in msg
+
+
+def _real_tensorrt_installed() -> bool:
+    spec = importlib.util.find_spec("tensorrt")
+    return spec is not None and spec.origin is not None  # a namespace package has no origin
+
+
+@pytest.fixture
+def stubs_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A folder holding ``tensorrt/__init__.pyi`` only, as ``pip install tensorrt-stubs`` leaves in
+    site-packages, put on ``sys.path``; ``import tensorrt`` then yields an empty namespace
+    package (measured-here.md)."""
+    if _real_tensorrt_installed():
+        pytest.skip("a real tensorrt is installed: a stubs-only folder cannot shadow it")
+    folder = tmp_path / "site"
+    (folder / "tensorrt").mkdir(parents=True)
+    (folder / "tensorrt" / "__init__.pyi").write_text("class Builder: ...\n")
+    monkeypatch.syspath_prepend(str(folder))
+    monkeypatch.delitem(sys.modules, "tensorrt", raising=False)
+    monkeypatch.delenv(T.FLAVOR_ENV, raising=False)
+    monkeypatch.delenv("POLYGRAPHY_USE_TENSORRT_RTX", raising=False)
+    return folder
+
+
+def test_stubs_only_tensorrt_falls_through_to_rtx(rtx, stubs_folder: Path) -> None:
+    assert T.FLAVOR_ENV not in os.environ  # the default order: tensorrt first, then tensorrt_rtx
+    import tensorrt  # the crash condition: this succeeds, as an empty namespace package
+
+    assert tensorrt.__file__ is None and not hasattr(tensorrt, "ILogger")
+    assert T.import_tensorrt() == (rtx, "tensorrt_rtx")
+
+
+def test_stubs_only_tensorrt_is_named_when_it_is_the_only_one(stubs_folder: Path, monkeypatch):
+    monkeypatch.setenv(T.FLAVOR_ENV, "tensorrt")
+    with pytest.raises(BackendUnavailable) as info:
+        T.import_tensorrt()
+    msg = str(info.value)
+    assert f"an empty namespace package at {stubs_folder / 'tensorrt'}" in msg
+    assert "without Builder, ILogger, Runtime, OnnxParser" in msg
+    assert "pip uninstall tensorrt-stubs" in msg and "pip install tensorrt-rtx-cu13" in msg
+
+
+def test_stubs_only_tensorrt_in_a_fresh_interpreter(rtx, stubs_folder: Path) -> None:
+    """The same from a new process with the folder on PYTHONPATH (as an installed package)."""
+    code = (
+        "import tensorrt, fixtures.trt_compat as c; "
+        "print(tensorrt.__file__, c.import_tensorrt()[1], c.inspect_onnx.__name__)"
+    )
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in (T.FLAVOR_ENV, "POLYGRAPHY_USE_TENSORRT_RTX")
+    }
+    env["PYTHONPATH"] = os.pathsep.join([str(stubs_folder), str(REPO)])
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                         env=env, check=False)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["None", "tensorrt_rtx", "inspect_onnx"], out.stdout + out.stderr
 
 
 # ---- network flags and precision modes ------------------------------------------------------------
@@ -381,6 +441,29 @@ def test_build_targets_one_rtx_architecture(rtx) -> None:
         T.build_plan(data, "fp32", "strong", compute_capability="9.0")
 
 
+def test_rtx_plans_require_user_allocation(rtx) -> None:
+    """TensorRT-RTX needs BuilderFlag.REQUIRE_USER_ALLOCATION for CUDA stream capture (RTX 1.2
+    release notes). Real RTX builder: the flag is set by default and changes the plan (builds are
+    otherwise deterministic), and asking for it where it does not exist is an error."""
+    assert hasattr(rtx.BuilderFlag, "REQUIRE_USER_ALLOCATION")
+    data = early_exit_graph().SerializeToString()
+    default, again = (T.build_plan(data, "fp32", "strong", opt_level=0) for _ in range(2))
+    with_flag = T.build_plan(data, "fp32", "strong", opt_level=0, user_allocation=True)
+    without = T.build_plan(data, "fp32", "strong", opt_level=0, user_allocation=False)
+    assert default == again == with_flag != without
+
+
+def test_user_allocation_needs_the_flag(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Full TensorRT (8.6-11.x) has no REQUIRE_USER_ALLOCATION: asking for it says so before any
+    parsing (STAND-IN 10.x module: only the enums read before the refusal)."""
+    standin = STANDINS["10.x"]
+    monkeypatch.setattr(T, "import_tensorrt", lambda: (standin, "tensorrt"))
+    data = early_exit_graph().SerializeToString()
+    with pytest.raises(T.TrtBuildError) as info:
+        T.build_plan(data, "fp32", "strong", user_allocation=True)
+    assert "needs BuilderFlag.REQUIRE_USER_ALLOCATION, which tensorrt stand-in" in str(info.value)
+
+
 def test_build_failure_carries_the_builders_log(rtx) -> None:
     """Real RTX: a zero workspace fails the build; the error has the log and the hint."""
     with pytest.raises(T.TrtBuildError) as info:
@@ -522,6 +605,16 @@ def test_damaged_entries_are_rebuilt(rtx, onnx_file, tmp_path: Path) -> None:
     assert "MALFORMED_ENGINE" in (T.check_plan(rtx, path) or "")
     assert T.cached_plan(cache, src, "fp32", "strong", OPTS, CPU_DEVICE) == path
     assert cache.builds == {T.PLAN_KIND: 3} and T.check_plan(rtx, path) is None
+
+
+def test_full_tensorrt_has_no_plan_header_check() -> None:
+    """``Runtime.get_engine_validity`` is TensorRT-RTX only (absent from NVIDIA's binding sources
+    through 11.1: tests/test_trt_conformance.py): on full TensorRT (STAND-IN 10.x module, which
+    has neither it nor EngineInvalidityDiagnostics) only emptiness is checked."""
+    standin = STANDINS["10.x"]
+    assert not hasattr(standin, "Runtime")  # never reached: the feature check comes first
+    assert T.check_plan(standin, b"not a plan") is None
+    assert T.check_plan(standin, b"") == "the plan is empty"
 
 
 def test_plans_load_only_from_inside_the_cache(rtx, onnx_file, tmp_path: Path) -> None:
@@ -737,6 +830,7 @@ def test_build_plumbs_profile_cache_and_rtx_target(rtx, onnx_file, tmp_path, mon
     engine = T.build(src, "fp32", cache=cache, profile=load_profile("rtx-4090"))
     assert engine.info["compute_capability"] == "8.9" and engine.info["mode"] == "strong"
     assert engine.info["workspace_bytes"] == 8192 << 20 and engine.info["opt_level"] == 3
+    assert engine.info["user_allocation"] is True  # keyed: an old plan without it is rebuilt
     assert (
         cache.contains(engine.info["plan"])
         and engine.plan == Path(engine.info["plan"]).read_bytes()
@@ -758,6 +852,212 @@ def test_rtx_on_a_hopper_gpu_is_unavailable(rtx, onnx_file, tmp_path, monkeypatc
     assert "tensorrt_rtx 1." in msg and "NVIDIA H100 80GB HBM3 (compute capability 9.0)" in msg
     assert "pip install tensorrt-cu12" in msg and "EXITGATE_TRT_FLAVOR=tensorrt" in msg
     assert cache.builds == {}
+
+
+# ---- engine I/O types: what numpy cannot hold ------------------------------------------------------
+
+
+def _bf16_input_model():
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Cast", ["x"], ["y"], to=TensorProto.FLOAT, name="to_fp32")],
+        "bf16_io",
+        [helper.make_tensor_value_info("x", TensorProto.BFLOAT16, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+@pytest.mark.parametrize("name", ["BF16", "FP8", "INT4", "FP4"])
+def test_unsupported_io_types_get_a_clear_error(rtx, name: str) -> None:
+    """Real RTX enums: ``trt.nptype`` raises a bare TypeError for these; exitgate names the
+    tensor, the type and what to do."""
+    dtype = getattr(rtx.DataType, name)
+    with pytest.raises(TypeError, match="Could not resolve TensorRT datatype"):
+        rtx.nptype(dtype)
+    with pytest.raises(T.TensorTypeError) as info:
+        T.numpy_dtype(rtx, dtype, "logits", "resnet8 fp16 trunk")
+    msg = str(info.value)
+    assert f"resnet8 fp16 trunk: tensor 'logits' has TensorRT type {name}" in msg
+    assert "keep_io_types=True" in msg
+    assert T.numpy_dtype(rtx, rtx.DataType.HALF, "x", "here") == np.float16
+
+
+def test_bf16_network_input_is_refused_by_name(rtx) -> None:
+    """A real RTX network with a BF16 input (parsed from ONNX): the calibrator's input table (and
+    the engine's I/O table, same helper) refuse it by name instead of raising a bare TypeError."""
+    parsed = T.parse_onnx(rtx, _bf16_input_model().SerializeToString(), strong=True)
+    assert parsed.network.get_input(0).dtype == rtx.DataType.BF16
+    with pytest.raises(
+        T.TensorTypeError, match=r"calibrating bf16\.onnx: tensor 'x' has TensorRT type BF16"
+    ):
+        T._network_inputs(rtx, parsed.network, "bf16.onnx")
+
+
+# ---- engine lifecycle and wiring (STAND-IN context and buffers: creating them needs a GPU) --------
+
+
+class _StandinContext:
+    """STAND-IN for ``IExecutionContext``: records addresses and enqueues, and refuses argument
+    kinds the way the RTX binding declares them (``set_tensor_address(name: str, memory:
+    SupportsInt)``, ``execute_async_v3(stream_handle: SupportsInt)``, ``is_stream_capturable(
+    stream: SupportsInt)``; the conformance test checks those signatures on the real binding)."""
+
+    def __init__(self, capturable: bool = True) -> None:
+        self.addresses: dict[str, int] = {}
+        self.enqueued: list[int] = []
+        self.capturable = capturable
+
+    def set_tensor_address(self, name: str, memory: int) -> bool:
+        if not isinstance(name, str) or not isinstance(memory, int):
+            raise TypeError(f"set_tensor_address(): incompatible arguments {name!r}, {memory!r}")
+        self.addresses[name] = memory
+        return True
+
+    def execute_async_v3(self, stream_handle: int) -> bool:
+        if not isinstance(stream_handle, int):
+            raise TypeError("execute_async_v3(): incompatible arguments")
+        self.enqueued.append(stream_handle)
+        return True
+
+    def is_stream_capturable(self, stream: int) -> bool:
+        if not isinstance(stream, int):
+            raise TypeError("is_stream_capturable(): incompatible arguments")
+        return self.capturable
+
+
+class _StandinBuffer:
+    """STAND-IN for ``fixtures.cuda.DeviceBuffer``: a fake device pointer; close() frees it."""
+
+    next_ptr = 0x10000
+
+    def __init__(self, shape: tuple[int, ...], dtype) -> None:
+        _StandinBuffer.next_ptr += 0x1000
+        self.shape, self.dtype, self.ptr, self.frees = shape, np.dtype(dtype), self.next_ptr, 0
+
+    def close(self) -> None:
+        if self.ptr:
+            self.frees += 1
+        self.ptr = 0
+
+
+def _standin_engine(label: str, inputs, outputs, ctx=None) -> T.TensorRTEngine:
+    """A real TensorRTEngine object in the state ``__init__`` leaves it after deserialising (which
+    needs a GPU), with a STAND-IN context and buffers: for the lifecycle and wiring logic."""
+    from fixtures.backends.base import Engine
+
+    e = T.TensorRTEngine.__new__(T.TensorRTEngine)
+    Engine.__init__(e, inputs, outputs, "fp32")
+    e.label, e._closed, e._flavor, e._trt, e._cuda = label, False, "tensorrt_rtx", None, None
+    e._ctx, e._engine, e._runtime = ctx or _StandinContext(), object(), object()
+    e._buffers = {s.name: _StandinBuffer(s.shape, s.dtype) for s in [*inputs, *outputs]}
+    for name, buf in e._buffers.items():
+        e._ctx.set_tensor_address(name, buf.ptr)
+    e._borrowed, e._stream, e._host, e._last_stream = {}, None, {}, None
+    e._logger = SimpleNamespace(text=lambda *a: "  (stand-in: nothing logged)")
+    return e
+
+
+FEATS = (1, 16, 8, 8)
+
+
+def _halves(deep_dtype=np.float32, deep_shape=FEATS):
+    spec = T.TensorSpec
+    trunk = _standin_engine(
+        "resnet8 fp32 trunk",
+        [spec("input", (1, 3, 32, 32)), spec("threshold", (1,))],
+        [spec("output", (1, 11)), spec("feats", FEATS), spec("go_deep", (1,))],
+    )
+    deep = _standin_engine(
+        "resnet8 fp32 deep",
+        [spec("feats", deep_shape, np.dtype(deep_dtype))],
+        [spec("output", (1, 11))],
+    )
+    return trunk, deep
+
+
+@pytest.mark.parametrize(
+    ("dtype", "shape", "differs"),
+    [
+        (np.float16, FEATS, "data type float32 vs float16"),
+        (np.float32, (1, 8, 8, 16), "shape [1, 16, 8, 8] vs [1, 8, 8, 16]"),  # same bytes, NHWC
+    ],
+    ids=["dtype", "layout"],
+)
+def test_bind_input_rejects_a_mismatched_buffer_naming_both(dtype, shape, differs: str) -> None:
+    trunk, deep = _halves(dtype, shape)
+    own = deep._buffers["feats"]
+    with pytest.raises(T.TrtWiringError) as info:
+        deep.bind_input("feats", trunk.output_buffer("feats"))
+    msg = str(info.value)
+    assert "cannot bind resnet8 fp32 deep input 'feats'" in msg
+    assert "to resnet8 fp32 trunk (output) tensor 'feats'" in msg and differs in msg
+    assert deep._ctx.addresses["feats"] == own.ptr != 0  # nothing was rebound or freed
+    with pytest.raises(T.TrtRuntimeError, match="has no input 'probs'; its inputs: \\['feats'\\]"):
+        deep.bind_input("probs", trunk.output_buffer("feats"))
+    with pytest.raises(TypeError, match="takes a TensorBuffer"):
+        deep.bind_input("feats", own)
+
+
+@pytest.mark.parametrize("first", ["deep", "trunk"])
+def test_wiring_frees_the_own_buffer_and_survives_either_close_order(first: str) -> None:
+    trunk, deep = _halves()
+    own, lent = deep._buffers["feats"], trunk._buffers["feats"]
+    deep.bind_input("feats", trunk.output_buffer("feats"))
+    assert deep._ctx.addresses["feats"] == lent.ptr == deep.device_ptr("feats")
+    assert own.frees == 1 and own.ptr == 0  # the deep engine's own buffer is freed at once
+    deep.enqueue(7)
+    assert deep._ctx.enqueued == [7]
+    engines = {"deep": deep, "trunk": trunk}
+    engines[first].close()
+    if first == "trunk":  # the lender freed its buffer: the borrower refuses to run on it
+        with pytest.raises(T.TrtRuntimeError, match="read buffers their engine has freed"):
+            deep.enqueue(7)
+    else:
+        assert lent.ptr != 0 and lent.frees == 0  # closing the borrower leaves the lender intact
+        trunk.enqueue(7)
+    engines["trunk" if first == "deep" else "deep"].close()
+    assert lent.frees == 1 and own.frees == 1  # each buffer freed exactly once, by its owner
+
+
+def test_closed_engine_gives_a_clear_error(rtx) -> None:
+    trunk, deep = _halves()
+    deep.close()
+    deep.close()  # idempotent
+    calls = {
+        "bind_input('feats')": lambda: deep.bind_input("feats", trunk.output_buffer("feats")),
+        "load_inputs": lambda: deep.load_inputs({}),
+        "enqueue": lambda: deep.enqueue(0),
+        "read_outputs": lambda: deep.read_outputs(),
+        "output_buffer('output')": lambda: deep.output_buffer("output"),
+        "capture_graph": lambda: deep.capture_graph(0),
+        "the engine inspector (layer_precisions)": lambda: T.layer_precisions(deep),
+    }
+    for what, call in calls.items():
+        with pytest.raises(T.TrtRuntimeError) as info:
+            call()
+        assert f"{what} on a closed TensorRTEngine (resnet8 fp32 deep)" in str(info.value)
+        assert "build a new engine" in str(info.value)
+    bare = T.TensorRTEngine.__new__(T.TensorRTEngine)  # a constructor that failed half way
+    bare.close()
+    with pytest.raises(T.TrtRuntimeError, match="on a closed TensorRTEngine"):
+        bare.enqueue(0)
+
+
+def test_capture_asks_the_rtx_context_first() -> None:
+    """RTX's ``is_stream_capturable`` (STAND-IN context answering False) is reported as
+    TensorRT's verdict, naming the flag the plan was built with, without attempting a capture."""
+    trunk, _ = _halves()
+    trunk._ctx.capturable = False
+    trunk.info["user_allocation"] = True
+    result = trunk.capture_graph(7)
+    assert not result.captured and result.graph is None
+    assert "is_stream_capturable() returned False" in result.reason
+    assert "although the plan was built with BuilderFlag.REQUIRE_USER_ALLOCATION" in result.reason
+    assert trunk.info["stream_capturable"] is False and trunk._ctx.enqueued == []
 
 
 @pytest.mark.gpu
