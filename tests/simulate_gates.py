@@ -37,9 +37,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from fixtures.stats import SequentialGate, SequentialPlan
+from reports.compare import DEFAULTS, decide
 
 K = 20
 GATE_PLAN = SequentialPlan()
+COMPARE_BLOCKS = 100
 
 
 @dataclass(frozen=True)
@@ -154,6 +156,92 @@ def gate_cell(
 
 
 # --------------------------------------------------------------------------------------------------
+# The cross-run comparison
+
+
+def run_blocks(
+    rng: np.random.Generator,
+    trials: int,
+    time_ms: float,
+    *,
+    blocks: int = COMPARE_BLOCKS,
+    k: int = K,
+    noise: Noise = Noise(),
+    offset: float = 0.0,
+    with_samples: bool = False,
+):
+    """Block medians ``b[trial, block]`` of one run per trial; each run drifts by its own random
+    0..drift and, with ``offset``, is shifted by a run-level N(0, offset) nobody models.
+    ``with_samples``: also the pytest-benchmark-style summary (median, q1, q3) of all inferences."""
+    out = np.empty((trials, blocks))
+    summary = np.empty((trials, 3)) if with_samples else None
+    for s, n in _chunks(trials, blocks * k):
+        if with_samples:  # the same model, keeping the inferences for the summary statistics
+            sigma = math.sqrt(math.log1p(noise.cov**2))
+            x = rng.lognormal(-(sigma**2) / 2, sigma, size=(n, blocks, k))
+            spikes = rng.random(x.shape) < noise.spike_prob
+            x[spikes] *= 1 + rng.uniform(*noise.spike, size=int(spikes.sum()))
+            b = np.median(x, -1)
+        else:
+            b = _blocks(rng, (n, blocks), k, noise)
+        slope = rng.uniform(0, noise.drift, size=(n, 1))
+        level = (
+            np.exp(rng.normal(0, noise.round_shift, size=(n, blocks)))
+            * np.exp(rng.normal(0, noise.jitter, size=(n, blocks)))
+            * (1 + slope * np.arange(blocks) / blocks)
+            * np.exp(rng.normal(0, offset, size=(n, 1)))
+        )
+        out[s : s + n] = time_ms * b * level
+        if with_samples:
+            y = (time_ms * x * level[..., None]).reshape(n, -1)
+            summary[s : s + n] = np.percentile(y, [50, 25, 75], axis=1).T
+    return (out, summary) if with_samples else out
+
+
+@dataclass(frozen=True)
+class CompareRates:
+    regressed: float
+    improved: float
+    same: float
+    unknown: float
+    trials: int
+
+
+def compare_cell(
+    rng: np.random.Generator,
+    trials: int,
+    truth: float,
+    *,
+    cov: float,
+    blocks: int = COMPARE_BLOCKS,
+    runs: int = 1,
+    offset: float = 0.0,
+    alpha: float = DEFAULTS.alpha,
+    run_noise: float = DEFAULTS.run_noise,
+) -> CompareRates:
+    """Compare run(s) of a test at 1.0 ms with run(s) at ``truth`` ms; ``runs`` per side pooled."""
+    noise = Noise(cov=cov)
+    a = np.concatenate([run_blocks(rng, trials, 1.0, blocks=blocks, noise=noise, offset=offset)
+                        for _ in range(runs)], axis=1)  # fmt: skip
+    b = np.concatenate([run_blocks(rng, trials, truth, blocks=blocks, noise=noise, offset=offset)
+                        for _ in range(runs)], axis=1)  # fmt: skip
+    v = decide(np.log(a), np.log(b), runs_a=runs, runs_b=runs, alpha=alpha, run_noise=run_noise)
+    v = v["verdict"]
+    return CompareRates(float((v == 1).mean()), float((v == -1).mean()), float((v == 0).mean()),
+                        float((v == 2).mean()), trials)  # fmt: skip
+
+
+def summary_cell(
+    rng: np.random.Generator, trials: int, truth: float, *, cov: float, threshold: float
+) -> float:
+    """How often the summary-only fallback (quartile interval) flags a regression."""
+    noise = Noise(cov=cov)
+    _, sa = run_blocks(rng, trials, 1.0, noise=noise, with_samples=True)
+    _, sb = run_blocks(rng, trials, truth, noise=noise, with_samples=True)
+    return float((sb[:, 1] / sa[:, 2] > 1 + threshold).mean())
+
+
+# --------------------------------------------------------------------------------------------------
 # The README table
 
 
@@ -195,6 +283,49 @@ def gate_table(trials: int, seed: int) -> list[str]:
     return rows
 
 
+def compare_table(trials: int, seed: int) -> list[str]:
+    rng = np.random.default_rng(seed + 1)
+    rows = ["| truth (B vs A) | CoV | runs per side | regressed | improved | same | unknown | "
+            "target |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    cells = [
+        ("A/A, drift", 1.0, 0.05, 1, {}, "false regressed <= 1 %"),
+        ("A/A, drift", 1.0, 0.10, 1, {}, "false regressed <= 1 %"),
+        ("10 % regression", 1.10, 0.10, 1, {}, "regressed >= 95 %"),
+        ("5 % regression", 1.05, 0.05, 1, {}, "regressed >= 90 %"),
+        ("5 % regression", 1.05, 0.10, 1, {}, "(information)"),
+        ("2 % regression", 1.02, 0.05, 1, {}, "(information)"),
+        ("10 % improvement", 1 / 1.10, 0.10, 1, {}, "(information)"),
+        ("A/A, drift, escalated", 1.0, 0.05, 3, {}, "(information: unknown resolves to same)"),
+        ("5 % regression, --alpha 0.01/36", 1.05, 0.05, 1, {"alpha": DEFAULTS.alpha / 36},
+         "(information: the price of a per-night error rate)"),
+        ("A/A, drift + unmodelled 1 % run offset", 1.0, 0.05, 1, {"offset": 0.01},
+         "(stress: calibrate --run-noise)"),
+        ("the same, --run-noise 0.0125", 1.0, 0.05, 1, {"offset": 0.01, "run_noise": 0.0125},
+         "(calibrated)"),
+    ]  # fmt: skip
+    for label, truth, cov, runs, kw, target in cells:
+        r = compare_cell(rng, trials, truth, cov=cov, runs=runs, **kw)
+        rows.append(f"| {label} | {cov:.0%} | {runs} | {_pct(r.regressed)} | {_pct(r.improved)} | "
+                    f"{_pct(r.same)} | {_pct(r.unknown)} | {target} |")  # fmt: skip
+    for truth, cov, label in ((1.0, 0.05, "A/A, drift"), (1.10, 0.10, "10 % regression"),
+                              (1.05, 0.05, "5 % regression")):  # fmt: skip
+        flagged = summary_cell(rng, trials, truth, cov=cov, threshold=DEFAULTS.threshold)
+        rows.append(f"| {label}, summary-only files (weak) | {cov:.0%} | 1 | {_pct(flagged)} | | | "
+                    f"{_pct(1 - flagged)} | for contrast |")  # fmt: skip
+    nights = trials
+    a = np.log(run_blocks(rng, nights * 36, 1.0, noise=Noise(cov=0.05)))
+    b = np.log(run_blocks(rng, nights * 36, 1.0, noise=Noise(cov=0.05)))
+    for alpha, label in (
+        (DEFAULTS.alpha, "default --alpha"),
+        (DEFAULTS.alpha / 36, "--alpha 0.01/36"),
+    ):
+        v = decide(a, b, alpha=alpha)["verdict"].reshape(nights, 36) == 1
+        rows.append(f"| A/A nights of 36 tests ({label}, {nights} nights) | 5 % | 1 | "
+                    f"{_pct(float(v.any(1).mean()))} of nights | | | | per test "
+                    f"{_pct(float(v.mean()))} |")  # fmt: skip
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m tests.simulate_gates", description=__doc__.split("\n")[0]
@@ -206,6 +337,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"### Ordering gate ({args.trials} simulated runs a cell; looks at "
           f"{'/'.join(map(str, GATE_PLAN.looks))} rounds, k = {K}, alpha 1 %, minimum inversion 2 %)\n")  # fmt: skip
     print("\n".join(gate_table(args.trials, args.seed)))
+    print(f"\n### Cross-run comparison ({args.trials} simulated comparisons a cell; "
+          f"{COMPARE_BLOCKS} blocks of k = {K} per run, alpha {DEFAULTS.alpha:.0%} per test, "
+          f"threshold {DEFAULTS.threshold:.0%}, run noise {DEFAULTS.run_noise:.2%})\n")  # fmt: skip
+    print("\n".join(compare_table(args.trials, args.seed)))
     print(f"\n({time.perf_counter() - t0:.0f} s)")
     return 0
 
