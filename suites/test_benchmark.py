@@ -1,16 +1,26 @@
-"""pytest-benchmark baselines per model x precision x exit path.
+"""pytest-benchmark baselines per model x precision x exit path, with the samples a comparison needs.
 
 pytest-benchmark times one synchronised inference with the host clock (what a user feels: host
-latency); the GPU compute and enqueue times from CUDA events (trtexec's metrics) go into
-``extra_info``. ``machine_info`` is extended with the device profile, backend and versions, and runs
-are stored per device profile under ``reports/benchmarks/<profile>/``, so
-``pytest-benchmark compare`` lines up runs of two TensorRT versions by test id and
-``--benchmark-compare-fail=median:10%`` gates a night. Never under pytest-xdist (pytest-benchmark
-disables itself there, and timing must not share the GPU).
+latency); that is what its own stats, ``pytest-benchmark compare`` and
+``--benchmark-compare-fail=median:10%`` see. Beside it, every saved run carries in
+``extra_info["exitgate_blocks"]`` the block medians ``python -m reports compare`` needs to compare
+two runs (e.g. two TensorRT versions) with real statistics:
+
+- ``gpu_compute_ms`` (device engines): trtexec-style GPU compute time (``fixtures.timing``:
+  work queued ahead of the GPU, an event pair per inference), in ``BLOCKS`` blocks of ``K``
+  consecutive inferences, the median of each;
+- ``host_latency_ms``: pytest-benchmark's own rounds, in time order, in blocks of ``HOST_K``.
+
+``--benchmark-min-rounds=N`` (pytest-benchmark's option) raises the number of blocks to N: how a
+comparison that came out *unknown* is escalated. ``machine_info`` is extended with the device
+profile, backend and versions, and runs are stored per device profile under
+``reports/benchmarks/<profile>/``. Never under pytest-xdist (pytest-benchmark disables itself
+there, and timing must not share the GPU).
 """
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from fixtures.backends.base import BackendUnavailable
@@ -19,42 +29,75 @@ from fixtures.workspace import Prepared, Workspace
 
 pytestmark = pytest.mark.serial
 
+BLOCKS, K = 100, 20  # GPU compute time: 100 blocks of 20 queued inferences (the comparison's unit)
+HOST_K = 5  # pytest-benchmark rounds per host-latency block
+DEVICE_HOST_BLOCKS = 40  # host-latency blocks when the GPU compute time is the primary metric
+BLOCKS_KEY = "exitgate_blocks"  # read by reports/compare.py
+
+
+def _blocks(config: pytest.Config) -> int:
+    """BLOCKS, or more with ``--benchmark-min-rounds`` (escalating an unknown comparison)."""
+    return max(BLOCKS, int(config.getoption("benchmark_min_rounds", 0) or 0))
+
+
+def _host_blocks(benchmark, blocks: dict) -> None:
+    if benchmark.stats is None:  # pytest-benchmark disabled (e.g. xdist, --benchmark-disable)
+        return
+    from fixtures.timing import block_medians_in_order
+
+    data_ms = np.asarray(benchmark.stats.stats.data, dtype=float) * 1e3
+    blocks["host_k"] = HOST_K
+    blocks["host_latency_ms"] = block_medians_in_order(data_ms, HOST_K).tolist()
+
 
 @pytest.mark.exitgate_cases(precision=True, paths=("exit_always", "exit_never", "exit_default"))
-def test_benchmark(case: Case, prepared: Prepared, workspace: Workspace, benchmark, record) -> None:
+def test_benchmark(
+    case: Case, prepared: Prepared, workspace: Workspace, benchmark, record, pytestconfig
+) -> None:
     try:
         engine = workspace.engine(case.model, case.precision or "fp32")
     except BackendUnavailable as exc:
         pytest.skip(f"[{case.id}] {exc}")
     feeds = prepared.feed(prepared.threshold_for(case.path))
+    n_blocks = _blocks(pytestconfig)
     benchmark.extra_info["case"] = case.id
     benchmark.extra_info["backend"] = workspace.settings.backend
     benchmark.extra_info.update({k: str(v) for k, v in engine.info.items()})
+    blocks: dict = {}
+    benchmark.extra_info[BLOCKS_KEY] = blocks
     if engine.supports_device:
         from fixtures import cuda, timing
 
         stream = cuda.Stream()
         launch, how, close = timing.device_launcher(engine, feeds, stream)
         try:
-            t = timing.time_device(lambda _h: launch(), stream, warmup_ms=200, repeat_ms=500)
+            n = n_blocks * K
+            t = timing.time_device(lambda _h: launch(), stream, warmup_ms=200, repeat_ms=0,
+                                   min_iters=n, max_iters=n, host_iters=0)  # fmt: skip
+            blocks["k"] = K
+            blocks["gpu_compute_ms"] = timing.block_medians_in_order(t.gpu_compute_ms, K).tolist()
             benchmark.extra_info.update({"launch": how, "gpu_timing": t.as_dict(),
                                          "warnings": t.warnings()})  # fmt: skip
-            record("latency", {"median_ms": t.gpu.median, "p05_ms": t.gpu.p05,
-                               "p95_ms": t.gpu.p95, "metric": "gpu", "launch": how})  # fmt: skip
+            g = t.gpu_compute
+            record("latency", {"median_ms": g.median, "p05_ms": g.p05, "p95_ms": g.p95,
+                               "metric": "gpu_compute", "launch": how})  # fmt: skip
 
             def one() -> None:
                 launch()
                 stream.synchronize()
 
-            benchmark.pedantic(one, rounds=200, iterations=1, warmup_rounds=20)
+            benchmark.pedantic(one, rounds=DEVICE_HOST_BLOCKS * HOST_K, iterations=1,
+                               warmup_rounds=20)  # fmt: skip
         finally:
             stream.synchronize()
             close()
             stream.close()
     else:
         benchmark.extra_info["launch"] = "host"
-        benchmark.pedantic(lambda: engine.run(feeds), rounds=50, iterations=1, warmup_rounds=5)
-        if benchmark.stats is not None:  # None when pytest-benchmark is disabled (e.g. xdist)
+        benchmark.pedantic(lambda: engine.run(feeds), rounds=n_blocks * HOST_K, iterations=1,
+                           warmup_rounds=5)  # fmt: skip
+        if benchmark.stats is not None:
             st = benchmark.stats.stats
             record("latency", {"median_ms": st.median * 1e3, "p05_ms": st.min * 1e3,
                                "p95_ms": st.max * 1e3, "metric": "host"})  # fmt: skip
+    _host_blocks(benchmark, blocks)
