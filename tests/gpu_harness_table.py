@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -120,10 +121,12 @@ def cupti_busy_ms(torch, launch, stream: cuda.Stream, n: int = PROFILED) -> tupl
     for _ in range(10):
         launch()
     stream.synchronize()
-    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-        for _ in range(n):
-            launch()
-        stream.synchronize()
+    with warnings.catch_warnings():  # torch 2.11 warns on entry that events are cleared per cycle
+        warnings.filterwarnings("ignore", "Profiler clears events", UserWarning)
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            for _ in range(n):
+                launch()
+            stream.synchronize()
     spans = sorted(
         (e.time_range.start, e.time_range.end)
         for e in prof.events()
