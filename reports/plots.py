@@ -60,6 +60,35 @@ def write_plots(run: dict[str, Any], out: Path) -> list[str]:
         save_png(fig, out / "threshold_sweep.png")
         plt.close(fig)
         written.append("threshold_sweep.png")
+    curves = [(t["props"]["case"], t["props"]["tradeoff"]) for _, t in sorted(run["tests"].items())
+              if "tradeoff" in t.get("props", {}) and "case" in t.get("props", {})]  # fmt: skip
+    from matplotlib.ticker import NullFormatter
+
+    curves = [(c, tr) for c, tr in curves if all(x is not None for x in tr["accuracy"])]
+    if curves:  # one panel per case: a curve per strategy, the no-exit twin as a star
+        cols = min(3, len(curves))
+        rows = -(-len(curves) // cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.6 * rows), squeeze=False)
+        for ax, (case, tr) in zip(axes.flat, curves, strict=False):
+            for lab, ms in tr["latency_ms"].items():
+                ax.plot(ms, tr["accuracy"], marker=".", label=lab)
+            if "twin" in tr and tr["twin"]["accuracy"] is not None:
+                ax.plot([tr["twin"]["latency_ms"]], [tr["twin"]["accuracy"]], marker="*",
+                        markersize=12, linestyle="none", color="k", label="no-exit twin")  # fmt: skip
+            ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.set_title(case.get("id") or case["model"], fontsize=8)
+            ax.set_xlabel(f"mean latency per inference (ms, {tr.get('timing', '')})", fontsize=7)
+            ax.set_ylabel("accuracy", fontsize=7)
+            ax.tick_params(labelsize=7)
+            ax.legend(fontsize=6)
+        for ax in list(axes.flat)[len(curves) :]:
+            ax.set_visible(False)
+        fig.suptitle("Accuracy vs latency, one point per threshold (BranchyNet's trade-off)")
+        fig.tight_layout()
+        save_png(fig, out / "tradeoff.png")
+        plt.close(fig)
+        written.append("tradeoff.png")
     lat = [(t["props"]["case"], t["props"]["latency"]) for t in run["tests"].values()
            if "latency" in t.get("props", {}) and "case" in t.get("props", {})
            and isinstance(t["props"]["latency"], dict)]  # fmt: skip

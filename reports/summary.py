@@ -26,6 +26,7 @@ FAMILIES = {  # test file -> assertion family shown in the per-model table
     "test_latency.py": "latency",
     "test_benchmark.py": "benchmark",
     "test_strategies.py": "strategies",
+    "test_exit_value.py": "exit value",
 }
 SYMBOL = {"passed": "pass", "failed": "FAIL", "error": "ERROR", "skipped": "skip",
           "xfailed": "xfail", "xpassed": "XPASS"}  # fmt: skip
@@ -129,6 +130,24 @@ def sections(run: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any]],
                 )
         out.append(("Precision audit per branch", ["case", "branch", "coverage", "flag"], rows,
                     "counts of Conv/Gemm/MatMul running in the target precision"))  # fmt: skip
+    stream = _rows(run, "stream")
+    if stream:
+        rows = []
+        for case, st in stream:
+            for lab, r in st["strategies"].items():
+                sp = (f"{r['speedup']:.2f}x [{r['speedup_low']:.2f}, {r['speedup_high']:.2f}]"
+                      if "speedup" in r else "")  # fmt: skip
+                rows.append([case, st["criterion"], f"{st['threshold']:g}", lab,
+                             f"{r['mean_ms']:.3f}", f"{r['p99_ms']:.3f}", _pct(r["exit_rate"]),
+                             sp, f"{r['promised']:.2f}x" if "promised" in r else ""])  # fmt: skip
+            if "twin" in st:
+                rows.append([case, "", "", "no-exit twin", f"{st['twin']['mean_ms']:.3f}",
+                             f"{st['twin']['p99_ms']:.3f}", "", "1.00x", ""])  # fmt: skip
+        out.append(("What the exit is worth: latency over the input stream at the model's threshold",
+                    ["case", "criterion", "threshold", "strategy", "mean ms", "p99 ms",
+                     "exit rate", "speed-up over twin [95 %]", "promised by path latencies"],
+                    rows, "each input its own inference, loaded in place, its path decided by the "
+                    "model; timing: GPU events (device) or perf_counter (host)"))  # fmt: skip
     engines = _rows(run, "engine")
     if engines:
         out.append(("Engines (what ran each case)", ["case", "engine"],

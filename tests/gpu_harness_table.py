@@ -122,7 +122,7 @@ def cupti_busy_ms(torch, launch, stream: cuda.Stream, n: int = PROFILED) -> tupl
         launch()
     stream.synchronize()
     with warnings.catch_warnings():  # torch 2.11 warns on entry that events are cleared per cycle
-        warnings.filterwarnings("ignore", "Profiler clears events", UserWarning)
+        warnings.filterwarnings("ignore", ".*Profiler clears events", UserWarning)
         with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
             for _ in range(n):
                 launch()

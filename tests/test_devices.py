@@ -8,7 +8,7 @@ from fixtures import devices
 from fixtures.devices import ProfileError, detect, load_profile, profile_names
 
 REQUIRED = {"orin-nano", "agx-orin", "orin-nx", "xavier-nx", "jetson-nano", "a100", "h100",
-            "rtx-4090", "cpu"}  # fmt: skip
+            "h200", "rtx-4090", "cpu"}  # fmt: skip
 
 
 def test_every_required_profile_exists_and_loads() -> None:
@@ -38,9 +38,10 @@ def test_profile_facts_users_rely_on() -> None:
         ("Jetson AGX Orin Developer Kit", None, "agx-orin"),
         ("NVIDIA Jetson Xavier NX Developer Kit", None, "xavier-nx"),
         ("", "NVIDIA H100 80GB HBM3", "h100"),
+        ("", "NVIDIA H200", "h200"),
         ("", "NVIDIA A100-SXM4-40GB", "a100"),
         ("", "NVIDIA GeForce RTX 4090", "rtx-4090"),
-        ("", "Tesla T4", "cpu"),
+        ("", "Tesla T4", "cpu"),  # a name without properties (no cuda-python): nothing to derive
         ("", "", "cpu"),
     ],
 )
@@ -77,3 +78,39 @@ def test_malformed_profile_names_the_file_and_key(tmp_path) -> None:
     bad.write_text(text.replace("workspace_mib = 1024", ""))
     with pytest.raises(ProfileError, match=rf"{bad}: missing key 'workspace_mib'"):
         load_profile(str(bad))
+
+
+def _props(name: str, major: int, minor: int, gib: float, integrated: bool = False) -> dict:
+    return {"device": 0, "name": name, "compute_capability": f"{major}.{minor}", "major": major,
+            "minor": minor, "integrated": integrated, "total_memory": int(gib * 2**30),
+            "multiprocessors": 20}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("name", "cc", "gib", "precisions", "ordering"),
+    [
+        ("NVIDIA RTX A2000 12GB", (8, 6), 12, ("fp32", "fp16", "int8"), ("fp32", "fp16", "int8")),
+        ("Tesla T4", (7, 5), 15, ("fp32", "fp16", "int8"), ("fp32", "fp16", "int8")),
+        ("Tesla P100-PCIE-16GB", (6, 0), 16, ("fp32", "fp16"), ()),  # no int8, no tensor cores
+        ("GeForce GTX 750 Ti", (5, 0), 2, ("fp32",), ()),
+    ],
+)
+def test_an_unknown_gpu_gets_a_generic_gpu_profile_not_cpu(
+    name: str, cc: tuple[int, int], gib: float, precisions: tuple, ordering: tuple, monkeypatch
+) -> None:
+    monkeypatch.delenv("EXITGATE_FORCE_CPU", raising=False)
+    d = detect(jetson_model="", cuda_name=name, props=_props(name, *cc, gib))
+    p = devices.profile_for(d)
+    assert d.generated is p and p.name.startswith("generic-") and p.name != "cpu"
+    assert p.kind == "dgpu" and p.compute_capability == f"{cc[0]}.{cc[1]}"
+    assert (p.precisions, p.latency_ordering) == (precisions, ordering)
+    assert p.memory_gib == pytest.approx(gib)
+    for prec in p.precisions:
+        assert p.tol(prec, "flip_rate") > 0
+    assert name in d.evidence and "fixtures/profiles/<name>.toml" in d.evidence
+    assert "/" not in p.name and ".." not in p.name  # it names the baseline folder
+
+
+def test_generic_profile_of_an_integrated_gpu_is_a_jetson_with_a_small_workspace() -> None:
+    p = devices.generic_gpu_profile(_props("Orin (nvgpu)", 8, 7, 7.4, integrated=True))
+    assert p.kind == "jetson" and p.integrated and p.workspace_mib <= 2048
