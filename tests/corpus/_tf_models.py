@@ -13,6 +13,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_DETERMINISTIC_OPS", "1")
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +35,7 @@ class Parts:
     exit_head: keras.Model
     deep: keras.Model
     module: tf.Module  # tracks the variables (for TFLite conversion and SavedModel)
+    deep_weights: list[np.ndarray]  # the trained deep-branch weights (read eagerly)
 
 
 def train(x_nhwc: np.ndarray, y: np.ndarray, seed: int, epochs: int, width: int = 8) -> Parts:
@@ -66,7 +68,7 @@ def train(x_nhwc: np.ndarray, y: np.ndarray, seed: int, epochs: int, width: int 
     model.fit(x_nhwc, [y, y], batch_size=64, epochs=epochs, verbose=0, shuffle=True)
     module = tf.Module()
     module.trunk, module.exit_head, module.deep = trunk, exit_head, deep
-    return Parts(trunk, exit_head, deep, module)
+    return Parts(trunk, exit_head, deep, module, [w.numpy() for w in deep.weights])
 
 
 def components(parts: Parts, x_nhwc: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -116,17 +118,44 @@ def _compare(compare: str, score, t):
     }[compare]()
 
 
-def exit_body(parts: Parts, x, t, *, criterion: str, compare: str, layout: str, flag_shape: str):
+def deep_branch(parts: Parts, style: str):
+    """The deep branch's logits as a function of the trunk features.
+
+    ``keras``: the trained Keras layers (their variables are captured by the ``tf.cond`` branch).
+    ``const``: the same weights as ``tf.constant`` created *inside* the branch, with ``tf.nn`` ops.
+    tf2onnx 1.17 on TensorFlow 2.21 cannot convert a Conv2D whose kernel reaches a ``tf.cond``
+    branch as a captured input (its shape is unknown there): the graph routes (from_function,
+    from_keras, SavedModel) need ``const``; TFLite inlines the weights itself.
+    """
+    if style == "keras":
+        return lambda h: parts.deep(h, training=False)
+    if style != "const":
+        raise ValueError(style)
+    k1, b1, k2, b2, wd, bd = parts.deep_weights
+
+    def deep(h):
+        z = tf.nn.relu(tf.nn.conv2d(h, tf.constant(k1), 2, "SAME") + tf.constant(b1))
+        z = tf.nn.relu(tf.nn.conv2d(z, tf.constant(k2), 2, "SAME") + tf.constant(b2))
+        return tf.matmul(tf.reduce_mean(z, axis=[1, 2]), tf.constant(wd)) + tf.constant(bd)
+
+    return deep
+
+
+def cond_exit(parts: Parts, h, t, *, criterion, compare, layout, flag_shape, deep_style):
     """The early exit as a Keras user writes it: ``tf.cond(score <op> t, exit, deep)``."""
-    h = parts.trunk(x, training=False)
     logits = parts.exit_head(h, training=False)
     p = tf.nn.softmax(logits)
     pred = _compare(compare, _score(criterion, logits, p), t)
+    deep = deep_branch(parts, deep_style)
     return tf.cond(
         pred,
         lambda: _flagged(p, 0.0, layout, flag_shape),
-        lambda: _flagged(tf.nn.softmax(parts.deep(h, training=False)), 1.0, layout, flag_shape),
+        lambda: _flagged(tf.nn.softmax(deep(h)), 1.0, layout, flag_shape),
     )
+
+
+def exit_body(parts: Parts, x, t, **kw):
+    return cond_exit(parts, parts.trunk(x, training=False), t, **kw)
 
 
 def image_spec(batch: int | None) -> tf.TensorSpec:
@@ -142,10 +171,17 @@ def make_function(
     flag_shape: str,
     baked: float | None,
     batch: int | None,
+    deep_style: str,
     threshold_access: str = "squeeze",
 ) -> tf.types.experimental.GenericFunction:
     """A ``tf.function`` with the threshold baked (``baked``) or a runtime input ``threshold`` [1]."""
-    kw = dict(criterion=criterion, compare=compare, layout=layout, flag_shape=flag_shape)
+    kw = dict(
+        criterion=criterion,
+        compare=compare,
+        layout=layout,
+        flag_shape=flag_shape,
+        deep_style=deep_style,
+    )
     if baked is not None:
         const = float(baked)
 
@@ -176,19 +212,10 @@ class CondExitLayer(keras.layers.Layer):
 
     def __init__(self, parts: Parts, baked: float, **kw) -> None:
         super().__init__(name="early_exit")
-        self.exit_head, self.deep = parts.exit_head, parts.deep
-        self.baked, self.kw = float(baked), kw
+        self.parts, self.baked, self.kw = parts, float(baked), kw
 
     def call(self, h):
-        logits = self.exit_head(h, training=False)
-        p = tf.nn.softmax(logits)
-        pred = _compare(self.kw["compare"], _score(self.kw["criterion"], logits, p), self.baked)
-        layout, flag_shape = self.kw["layout"], self.kw["flag_shape"]
-        return tf.cond(
-            pred,
-            lambda: _flagged(p, 0.0, layout, flag_shape),
-            lambda: _flagged(tf.nn.softmax(self.deep(h, training=False)), 1.0, layout, flag_shape),
-        )
+        return cond_exit(self.parts, h, tf.constant(self.baked, tf.float32), **self.kw)
 
 
 def make_keras_model(parts: Parts, baked: float, **kw) -> keras.Model:
@@ -206,7 +233,9 @@ def to_tflite(parts: Parts, fn) -> bytes:
 
 def run_tflite(tflite: bytes, x_nhwc: np.ndarray) -> list[np.ndarray]:
     """Run the TFLite model itself (the intermediate the forum pipeline ships)."""
-    interp = tf.lite.Interpreter(model_content=tflite)
+    with warnings.catch_warnings():  # tf.lite.Interpreter is deprecated in favour of ai_edge_litert
+        warnings.simplefilter("ignore")
+        interp = tf.lite.Interpreter(model_content=tflite)
     inp = interp.get_input_details()[0]
     interp.resize_tensor_input(inp["index"], list(x_nhwc.shape))
     interp.allocate_tensors()

@@ -346,6 +346,13 @@ def tf_exporter(route: str) -> str:
     return f"tf2onnx {v('tf2onnx')} {route} (tensorflow {v('tensorflow')}, Keras 2 tf-keras {v('tf-keras')})"
 
 
+DEEP_CONST_NOTE = (
+    "The deep branch is written with tf.nn ops on tf.constant weights created inside the branch "
+    "(the trained Keras weights): with the Keras layers themselves in the branch, tf2onnx 1.17 "
+    "cannot convert the branch's Conv (README findings)."
+)
+
+
 def tf_run(fn, baked: bool):
     import _tf_models as tfm
 
@@ -372,6 +379,7 @@ def tflite_model(ctx: Ctx, layout: str, flag_shape: str) -> Built:
         flag_shape=flag_shape,
         baked=thr,
         batch=None,
+        deep_style="keras",
     )
     tflite = tfm.to_tflite(ctx.tf, fn)
     with tempfile.TemporaryDirectory() as d:
@@ -452,6 +460,7 @@ def tf_function_concat_dynamic(ctx: Ctx) -> Built:
         flag_shape="column",
         baked=None,
         batch=None,
+        deep_style="const",
         threshold_access="index",
     )
     with quiet():
@@ -470,7 +479,7 @@ def tf_function_concat_dynamic(ctx: Ctx) -> Built:
         ),
         Source("max_softmax", ">", thr, "threshold", True, True),
         tf_run(fn, baked=False),
-        notes=["Source: tf.cond(reduce_max(softmax) > threshold[0], exit, deep)."],
+        notes=["Source: tf.cond(reduce_max(softmax) > threshold[0], exit, deep).", DEEP_CONST_NOTE],
     )
 
 
@@ -481,7 +490,13 @@ def tf_keras_ge_nflag(ctx: Ctx) -> Built:
     import tf2onnx
 
     thr = ctx.median_threshold("tf", "max_softmax")
-    kw = dict(criterion="max_softmax", compare="ge", layout="separate", flag_shape="[N,1]")
+    kw = dict(
+        criterion="max_softmax",
+        compare="ge",
+        layout="separate",
+        flag_shape="[N,1]",
+        deep_style="const",
+    )
     km = tfm.make_keras_model(ctx.tf, thr, **kw)
     with quiet():
         model, _ = tf2onnx.convert.from_keras(
@@ -504,7 +519,11 @@ def tf_keras_ge_nflag(ctx: Ctx) -> Built:
         ),
         Source("max_softmax", ">=", thr, None, True, True),
         run,
-        notes=["Source: a Keras layer with tf.cond(reduce_max(softmax) >= 0.xx, exit, deep)."],
+        notes=[
+            "Source: a Keras layer holding tf.cond(reduce_max(softmax) >= threshold, exit, deep), "
+            "threshold a Python float.",
+            DEEP_CONST_NOTE,
+        ],
     )
 
 
@@ -522,6 +541,7 @@ def tf_savedmodel_entropy_le(ctx: Ctx) -> Built:
         flag_shape="scalar",
         baked=None,
         batch=1,
+        deep_style="const",
         threshold_access="squeeze",
     )
     with tempfile.TemporaryDirectory() as d:
@@ -548,7 +568,8 @@ def tf_savedmodel_entropy_le(ctx: Ctx) -> Built:
         tf_run(fn, baked=False),
         notes=[
             "Source: tf.cond(-reduce_sum(p * log p) <= squeeze(threshold), exit, deep) "
-            "(BranchyNet's entropy criterion); flag a scalar tf.constant per branch."
+            "(BranchyNet's entropy criterion); flag a scalar tf.constant per branch.",
+            DEEP_CONST_NOTE,
         ],
     )
 
@@ -568,6 +589,7 @@ def tf_function_not_le_logit(ctx: Ctx) -> Built:
         flag_shape="none",
         baked=thr,
         batch=1,
+        deep_style="const",
     )
     with quiet():
         model, _ = tf2onnx.convert.from_function(
@@ -586,7 +608,11 @@ def tf_function_not_le_logit(ctx: Ctx) -> Built:
         ),
         Source("max_logit", ">", thr, None, False, True),
         tf_run(fn, baked=True),
-        notes=["Source: tf.cond(tf.logical_not(reduce_max(logits) <= 0.xx), exit, deep)."],
+        notes=[
+            "Source: tf.cond(tf.logical_not(reduce_max(logits) <= threshold), exit, deep), "
+            "threshold a Python float; the If returns the probabilities only.",
+            DEEP_CONST_NOTE,
+        ],
     )
 
 
@@ -608,6 +634,7 @@ def tflite_constant_folded(ctx: Ctx) -> Built:
         flag_shape="column",
         baked=thr,
         batch=None,
+        deep_style="keras",
     )
     tflite = tfm.to_tflite(ctx.tf, fn)
     with tempfile.TemporaryDirectory() as d:
@@ -636,6 +663,51 @@ def tflite_constant_folded(ctx: Ctx) -> Built:
             "constant condition: the .tflite has no IF op and no deep-branch weights, so tf2onnx "
             "emits a plain graph (the same source through tf2onnx.convert.from_function keeps an "
             "If on a constant but its dead branch is broken: see README findings)."
+        ],
+    )
+
+
+@maker
+def tf_constant_condition(ctx: Ctx) -> Built:
+    """Negative control: ``tf.cond(tf.constant(True), exit, deep)`` through convert.from_function."""
+    import _tf_models as tfm
+    import tf2onnx
+
+    thr = ctx.median_threshold("tf", "max_softmax")
+    fn = tfm.make_function(
+        ctx.tf,
+        criterion="max_softmax",
+        compare="const_true",
+        layout="concat",
+        flag_shape="column",
+        baked=thr,
+        batch=1,
+        deep_style="const",
+    )
+    with quiet():
+        model, _ = tf2onnx.convert.from_function(
+            fn, input_signature=fn.input_signature, opset=OPSET
+        )
+    return Built(
+        model,
+        tf_exporter("convert.from_function"),
+        expect(
+            verdict="constant_condition",
+            criterion=None,
+            exit_when=None,
+            threshold=None,
+            flag_layout="concat",
+            flag_shape="column",
+            input_layout="NHWC",
+            batch="1",
+        ),
+        Source("max_softmax", ">", thr, None, False, True),
+        tf_run(fn, baked=True),
+        frozen_branch="exit",
+        notes=[
+            "Source: tf.cond(tf.constant(True), exit, deep). Grappler's constant folding in "
+            "tf2onnx does not remove the If: its condition is a constant initializer.",
+            DEEP_CONST_NOTE,
         ],
     )
 
@@ -1110,11 +1182,12 @@ def flag_problems(e: dict, outputs: list[np.ndarray], branch: str, cid: str) -> 
     layout = e["flag_layout"]
     if layout == "none":
         return []
+    probs = next(o for o in outputs if o.ndim == 2 and o.shape[-1] >= 10)
     if layout == "concat":
-        flag = outputs[0][..., -1]
+        flag = probs[..., -1]
     else:
-        flag = next(o for o in outputs if o.shape[-1:] != (10,))
-        shape = {"scalar": (), "[1]": (1,), "[N,1]": (outputs[0].shape[0], 1)}[e["flag_shape"]]
+        flag = next(o for o in outputs if o is not probs)
+        shape = {"scalar": (), "[1]": (1,), "[N,1]": (probs.shape[0], 1)}[e["flag_shape"]]
         if flag.shape != shape:
             return [f"{cid}: flag shape {flag.shape}, expected {e['flag_shape']}"]
     if not np.all(flag == want):
@@ -1327,6 +1400,7 @@ def main(argv: list[str] | None = None) -> int:
     handler.setFormatter(logging.Formatter("%(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.INFO)
+    log.propagate = False  # TensorFlow puts a handler on the root logger
     for noisy in (
         "torch.onnx",
         "torch.export",
