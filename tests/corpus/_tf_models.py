@@ -87,6 +87,8 @@ def _flagged(q, value: float, layout: str, flag_shape: str):
     column = tf.fill(tf.stack([tf.shape(q)[0], 1]), value)
     if layout == "concat":
         return tf.concat([q, column], axis=1)
+    if layout == "concat_mismatch":  # negative control: 1 flag column on exit, 2 on the deep branch
+        return tf.concat([q, tf.fill(tf.stack([tf.shape(q)[0], 1 + int(value)]), value)], axis=1)
     if flag_shape == "[N,1]":
         return q, column
     if flag_shape == "[1]":

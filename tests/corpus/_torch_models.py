@@ -163,6 +163,8 @@ def _flagged(q: torch.Tensor, value: float, layout: str, flag_shape: str):
     column = torch.full_like(q[:, :1], value)
     if layout == "concat":
         return torch.cat([q, column], dim=1)
+    if layout == "concat_mismatch":  # negative control: 1 flag column on exit, 2 on the deep branch
+        return torch.cat([q, q.new_full((q.shape[0], 1 + int(value)), value)], dim=1)
     if flag_shape == "[N,1]":
         return q, column
     if flag_shape == "[1]":

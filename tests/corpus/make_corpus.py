@@ -243,6 +243,8 @@ class Built:
     notes: list[str] = field(default_factory=list)
     # negative controls whose graph does not compute what the source does: the branch it always takes
     frozen_branch: str | None = None
+    # the exporter's output fails onnx.checker (recorded, and re-checked, rather than a failure)
+    checker_fails: bool = False
     # an extra check of the framework side (e.g. the TFLite interpreter), given the cases
     extra_check: Callable[[list[dict]], list[str]] | None = None
 
@@ -365,7 +367,7 @@ def tf_run(fn, baked: bool):
     return run
 
 
-def tflite_model(ctx: Ctx, layout: str, flag_shape: str) -> Built:
+def tflite_model(ctx: Ctx, layout: str, flag_shape: str, verdict: str = "ok") -> Built:
     """The forum pipeline: Keras -> TFLite -> tf2onnx, ``tf.cond`` with a baked threshold."""
     import _tf_models as tfm
     import tf2onnx
@@ -407,9 +409,13 @@ def tflite_model(ctx: Ctx, layout: str, flag_shape: str) -> Built:
         model,
         tf_exporter("--tflite"),
         expect(
+            verdict=verdict,
+            criterion="max_softmax" if verdict == "ok" else None,
             threshold=f"baked:{thr}",
-            flag_layout=layout,
-            flag_shape={"none": "none", "concat": "column"}.get(layout, flag_shape),
+            flag_layout="concat" if layout.startswith("concat") else layout,
+            flag_shape={"none": "none", "concat": "column", "concat_mismatch": "column"}.get(
+                layout, flag_shape
+            ),
             input_layout="NHWC",
             batch="dynamic",
         ),
@@ -441,6 +447,19 @@ def tflite_concat_flag(ctx: Ctx) -> Built:
     b = tflite_model(ctx, "concat", "column")
     b.notes.append(
         "The forum workaround: each branch concatenates a flag column, one output [N, 11]."
+    )
+    return b
+
+
+@maker
+def tflite_shape_mismatch(ctx: Ctx) -> Built:
+    b = tflite_model(ctx, "concat_mismatch", "column", verdict="branch_shape_mismatch")
+    b.checker_fails = True
+    b.notes.append(
+        "Negative control: tf.cond branches return [N, 11] (exit) and [N, 12] (deep); TensorFlow "
+        "accepts it (output shape [None, None]). tf2onnx declares no shape on either branch output "
+        "('missing output shape' warnings): the mismatch shows only after pinning the batch and "
+        "onnx.shape_inference.infer_shapes(data_prop=True), which gives [1, 11] vs [1, 12]."
     )
     return b
 
@@ -546,9 +565,10 @@ def tf_savedmodel_entropy_le(ctx: Ctx) -> Built:
     )
     with tempfile.TemporaryDirectory() as d:
         tfm.save_model(ctx.tf, fn, f"{d}/saved")
-        cmd = [sys.executable, "-m", "tf2onnx.convert", "--saved-model", f"{d}/saved"]
-        cmd += ["--opset", str(OPSET), "--output", f"{d}/model.onnx"]
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        # relative paths: tf2onnx writes "converted from <path>" into the graph's doc_string
+        cmd = [sys.executable, "-m", "tf2onnx.convert", "--saved-model", "saved"]
+        cmd += ["--opset", str(OPSET), "--output", "model.onnx"]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=d)
         if proc.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
         model = onnx.load(f"{d}/model.onnx")
@@ -915,7 +935,7 @@ def cond_model(
     ).eval()
     n = 2 if dynamic else 1
     example = (torch.from_numpy(ctx.eval.x[:n]), torch.tensor([thr]))
-    names = ["output"] if layout in ("concat", "none") else ["probs", "exit_flag"]
+    names = ["output"] if layout.startswith("concat") else ["probs", "exit_flag"]
     if layout == "none":
         names = ["probs"]
     model, notes = dynamo_export(module, example, names, dynamic=dynamic, optimize=optimize)
@@ -1011,6 +1031,20 @@ def cond_logit_max(ctx: Ctx) -> Built:
     b.notes.append(
         "Source: torch.cond(logits.max() > threshold.reshape(()), exit, deep): no softmax before "
         "the comparison; the If returns the probabilities only (no flag)."
+    )
+    return b
+
+
+@maker
+def cond_shape_mismatch(ctx: Ctx) -> Built:
+    b = cond_model(ctx, layout="concat_mismatch", flag_shape="column")
+    b.expect["verdict"] = "branch_shape_mismatch"
+    b.expect["flag_layout"] = "concat"
+    b.expect.pop("criterion")
+    b.notes.append(
+        "Negative control: torch.cond branches return [1, 11] (exit) and [1, 12] (deep). torch.cond "
+        "accepts branches of different sizes (the output gets an unbacked symbolic dim, 'u0' here) "
+        "and the dynamo exporter writes the If with static branch outputs [1, 11] and [1, 12]."
     )
     return b
 
@@ -1167,7 +1201,7 @@ def structural_problems(model: onnx.ModelProto, e: dict, thr_input: str | None) 
         if cond not in consts and getattr(producer.get(cond), "op_type", "") != "Constant":
             p.append("constant_condition control: the If condition is not a constant")
     if verdict == "branch_shape_mismatch" and ifs:
-        shapes = {a.name: [dims(o) for o in a.g.output] for a in ifs[0].attribute}
+        shapes = inferred_branch_dims(model)
         if shapes.get("then_branch") == shapes.get("else_branch"):
             p.append(f"branch_shape_mismatch control: branch outputs agree {shapes}")
     if e["batch"] == "dynamic":
@@ -1175,6 +1209,21 @@ def structural_problems(model: onnx.ModelProto, e: dict, thr_input: str | None) 
         if not isinstance(d0, str) or not d0:
             p.append(f"batch 'dynamic' but the image input's first dim is {d0!r}")
     return p
+
+
+def inferred_branch_dims(model: onnx.ModelProto) -> dict[str, list]:
+    """The top-level If's branch output dims after pinning dynamic input dims to 1 and running
+    ONNX shape inference with data propagation (declared dims where inference adds nothing)."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    for vi in m.graph.input:
+        for d in vi.type.tensor_type.shape.dim:
+            if not d.HasField("dim_value"):
+                d.Clear()
+                d.dim_value = 1
+    m = onnx.shape_inference.infer_shapes(m, data_prop=True)
+    node = next(n for n in m.graph.node if n.op_type == "If")
+    return {a.name: [dims(o) for o in a.g.output] for a in node.attribute}
 
 
 def flag_problems(e: dict, outputs: list[np.ndarray], branch: str, cid: str) -> list[str]:
@@ -1195,11 +1244,32 @@ def flag_problems(e: dict, outputs: list[np.ndarray], branch: str, cid: str) -> 
     return []
 
 
-def verify(name: str, model_bytes: bytes, e: dict, nhwc: bool, thr_input, cases) -> list[str]:
-    """onnxruntime on the file against the expected outputs of every case; returns problems."""
+def checker_error(model: onnx.ModelProto) -> str | None:
+    try:
+        onnx.checker.check_model(model)
+    except onnx.checker.ValidationError as exc:
+        return str(exc).strip().splitlines()[0].rstrip(".")
+    return None
+
+
+def verify(
+    name: str,
+    model_bytes: bytes,
+    e: dict,
+    nhwc: bool,
+    thr_input: str | None,
+    cases: list[dict],
+    checker: str | None = None,
+) -> list[str]:
+    """onnxruntime on the file against the expected outputs of every case; returns problems.
+
+    ``checker``: the onnx.checker error this file is known to raise (None: it must pass).
+    """
     model = onnx.load_from_string(model_bytes)
-    onnx.checker.check_model(model)
-    problems = structural_problems(model, e, thr_input)
+    problems = []
+    if (got := checker_error(model)) != checker:
+        problems.append(f"onnx.checker: {got or 'passes'}; expected {checker or 'a pass'}")
+    problems += structural_problems(model, e, thr_input)
     sess = ort_session(model_bytes)
     image_input = model.graph.input[0].name
     seen = set()
@@ -1314,7 +1384,12 @@ def make(names: list[str], show: bool) -> int:
         thr_input = s.threshold_input if s.threshold_input in graph_inputs else None
         if s.threshold_input and not thr_input:
             b.notes.append(f"The exporter dropped the {s.threshold_input!r} input.")
-        problems = verify(name, model_bytes, b.expect, s.nhwc, thr_input, cases)
+        checker = checker_error(b.onnx) if b.checker_fails else None
+        if b.checker_fails and checker:
+            b.notes.append(
+                f"onnx.checker.check_model rejects the file: {checker}; onnxruntime runs it."
+            )
+        problems = verify(name, model_bytes, b.expect, s.nhwc, thr_input, cases, checker)
         if b.extra_check:
             problems += [f"{name}: {p}" for p in b.extra_check(cases)]
         if b.frozen_branch is not None:
@@ -1344,6 +1419,7 @@ def make(names: list[str], show: bool) -> int:
             "sha256": sha256(model_bytes),
             "nhwc": s.nhwc,
             "threshold_input": thr_input,
+            "checker": checker,
             "cases": [
                 {
                     k: ([f32_list(o) for o in c[k]] if k == "outputs" else c[k])
@@ -1382,7 +1458,15 @@ def check(names: list[str] | None) -> int:
             problems.append(f"{r['name']}: {r['path']} changed since its references were made")
             continue
         cases = [{**c, "outputs": [from_f32(o) for o in c["outputs"]]} for c in ref["cases"]]
-        problems += verify(r["name"], data, r["expect"], ref["nhwc"], ref["threshold_input"], cases)
+        problems += verify(
+            r["name"],
+            data,
+            r["expect"],
+            ref["nhwc"],
+            ref["threshold_input"],
+            cases,
+            ref.get("checker"),
+        )
         print(f"ok  {r['name']:<28} {len(cases)} cases", flush=True)
     for p in problems:
         print(f"FAIL {p}", file=sys.stderr)
