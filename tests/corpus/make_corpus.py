@@ -637,6 +637,48 @@ def tf_function_not_le_logit(ctx: Ctx) -> Built:
 
 
 @maker
+def tf_function_ge_opset11(ctx: Ctx) -> Built:
+    """from_function at opset 11, where tf2onnx writes ``>=`` as ``Not(Less)``; threshold input."""
+    import _tf_models as tfm
+    import tf2onnx
+
+    thr = ctx.median_threshold("tf", "max_softmax")
+    fn = tfm.make_function(
+        ctx.tf,
+        criterion="max_softmax",
+        compare="ge",
+        layout="concat",
+        flag_shape="column",
+        baked=None,
+        batch=1,
+        deep_style="const",
+        threshold_access="squeeze",
+    )
+    with quiet():
+        model, _ = tf2onnx.convert.from_function(fn, input_signature=fn.input_signature, opset=11)
+    return Built(
+        model,
+        tf_exporter("convert.from_function, opset 11"),
+        expect(
+            exit_when=">=",
+            threshold="input:threshold",
+            flag_layout="concat",
+            flag_shape="column",
+            input_layout="NHWC",
+            batch="1",
+        ),
+        Source("max_softmax", ">=", thr, "threshold", False, True),
+        tf_run(fn, baked=False),
+        notes=[
+            "Source: tf.cond(reduce_max(softmax) >= tf.squeeze(threshold), exit, deep), exported at "
+            "opset 11 (the lowest the corpus uses): tf2onnx writes GreaterEqual as Not(Less) below "
+            "opset 12, and Squeeze/Reduce* take attributes, not inputs.",
+            DEEP_CONST_NOTE,
+        ],
+    )
+
+
+@maker
 def tflite_constant_folded(ctx: Ctx) -> Built:
     """Negative control: ``tf.cond(tf.constant(True), exit, deep)`` through TFLite + tf2onnx.
 
@@ -1395,10 +1437,15 @@ def make(names: list[str], show: bool) -> int:
         if b.frozen_branch is not None:
             differ = sum(c["source_branch"] != c["branch"] for c in cases)
             b.notes.append(
-                f"onnxruntime always computes the {b.frozen_branch} branch; the source model "
-                f"took the other one on {differ} of the {len(cases)} checked cases."
+                f"The graph always computes the {b.frozen_branch} branch"
+                + (
+                    f"; the source model took the other one on {differ} of the {len(cases)} "
+                    "checked cases."
+                    if differ
+                    else ", as the source does."
+                )
             )
-        if opset_of(b.onnx) != OPSET:
+        if opset_of(b.onnx) != OPSET and "opset" not in b.exporter:
             b.notes.append(f"Exported at opset {opset_of(b.onnx)} (asked for {OPSET}).")
         b.notes.append(f"Condition as exported: {condition_expr(b.onnx)}.")
         if problems:
