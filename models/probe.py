@@ -119,8 +119,9 @@ def probe(
         if se != sd:
             a.problems.append(Problem(
                 "branch_shape_mismatch",
-                f"If node {a.if_node!r}: output {o!r} has shape {list(se)} from the exit branch "
-                f"and {list(sd)} from the deep branch when run; they must be identical",
+                f"If node {a.if_node!r} output {o!r}: the branches yield shapes {list(se)} (exit) "
+                f"and {list(sd)} (deep) when run; they must be identical (different shapes make "
+                "output shapes data-dependent, which TensorRT cannot capture in a CUDA graph)",
             ))  # fmt: skip
     if a.problems:
         return a, {}
