@@ -17,13 +17,13 @@ SUITE = str(REPO / "suites" / "test_structure.py")
         (["--backend=tflite"], "--backend=tflite: unknown backend; expected one of onnxruntime"),
         (["--precision=fp8"], "--precision=fp8: unknown value(s) fp8; expected some of fp32"),
         (["--precision=fp16,fp16"], "--precision=fp16,fp16: a value is repeated"),
-        (["--zoo=resnet18"], "--zoo: unknown zoo model 'resnet18'; expected some of resnet8"),
-        (["--layout=nchw"], "--layout=nchw: expected concat and/or separate"),
-        (["--samples=3"], "--samples=3: expected an integer >= 8"),
+        (["--zoo=resnet18"], "--zoo=resnet18: unknown value(s) resnet18; expected some of resnet8"),
         (
-            ["--threshold=1.5", "--model=x.onnx"],
-            "--threshold=1.5: expected a number between 0 and 1",
+            ["--layout=nchw"],
+            "--layout=nchw: unknown value(s) nchw; expected some of concat, separate",
         ),
+        (["--samples=3"], "--samples=3: expected an integer from 8 to 10000"),
+        (["--threshold=soon", "--model=x.onnx"], "--threshold=soon: expected a finite number"),
         (
             ["--calibration-data=/nonexistent/cal.npy"],
             "--calibration-data=/nonexistent/cal.npy: no such",

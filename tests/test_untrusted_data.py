@@ -27,6 +27,7 @@ from tests.hostile import (
     PAYLOAD,
     ZOO,
     assert_clean,
+    usage_error,
 )
 
 # ---- 2. nothing executed that the user did not write: CIFAR batches ------------------------------
@@ -245,6 +246,18 @@ def test_cache_folder_writable_by_others(tmp_path: Path, caplog: pytest.LogCaptu
         cache.get_or_build("hostile", KEY, lambda: PAYLOAD)
     assert f"cache folder {path.parent} is owned by uid {OTHER_UID}" in str(info.value)
     assert "--cache-dir" in str(info.value)
+
+
+@pytest.mark.skipif(not AS_ROOT, reason=NEEDS_ROOT)
+def test_cache_dir_of_another_user_is_a_usage_error(run_inprocess, tmp_path: Path) -> None:
+    """Fails when a cache folder anyone can write, owned by someone else, is accepted."""
+    shared = tmp_path / "shared-cache"
+    shared.mkdir()
+    os.chmod(shared, 0o777)
+    os.chown(shared, OTHER_UID, OTHER_UID)
+    err = usage_error(run_inprocess(*ZOO, f"--cache-dir={shared}"))
+    assert f"--cache-dir={shared} ({shared}) is owned by uid {OTHER_UID}" in err
+    assert "could plant an engine" in err
 
 
 def test_planted_plan_is_refused_and_rebuilt(tmp_path: Path, monkeypatch) -> None:
