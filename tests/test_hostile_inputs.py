@@ -126,6 +126,30 @@ def test_bad_model_files_fail_each_test_with_one_message(run_suite, tmp_path: Pa
     assert f"onnxruntime cannot load the model {folder / 'unknown_op.onnx'}" in out
 
 
+@pytest.mark.parametrize(
+    ("array", "message"),
+    [(np.full((8, 3, 32, 32), np.nan, np.float32), "contains NaN or infinite values"),
+     (np.zeros((8, 1, 28, 28), np.float32), "expected images of shape (N,3,32,32) or (N,32,32,3)")],
+    ids=["nan", "mnist_shaped"],
+)  # fmt: skip
+def test_bad_calibration_data_fails_each_test_with_one_message(
+    run_suite, tmp_path: Path, array: np.ndarray, message: str
+) -> None:
+    """int8 with an unusable --calibration-data, default traceback style: fails when an affected
+    test prints a traceback or more than a few lines, or does not name the file."""
+    cal = tmp_path / "cal.npy"
+    np.save(cal, array)
+    result = run_suite(str(REPO / "suites" / "test_exit_flag.py"),
+                       str(REPO / "suites" / "test_precision_audit.py"), *ZOO,
+                       "--precision=int8", f"--calibration-data={cal}")  # fmt: skip
+    out = result.stdout.str()
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, out
+    sections = assert_clean(out)
+    assert len(sections) >= 3, out
+    for title, lines in sections.items():
+        assert any(f"{cal}: {message}" in ln for ln in lines), (title, lines)
+
+
 @pytest.mark.parametrize("name", ["../../x", "a/b", "..", "Orin Nano", "", ".hidden", "x" * 65])
 def test_profile_name_cannot_escape_its_folder(run_inprocess, tmp_path: Path, name: str) -> None:
     """Baselines go to reports/benchmarks/<profile name>/: fails when a name with a path in it
