@@ -267,12 +267,12 @@ OPTIONS = [
     (["--calibration-data="], "--calibration-data=: empty"),
     (["--report-dir="], "--report-dir=: empty; expected a folder, or 'none'"),
     (["--model="], "--model=: empty; expected an .onnx file or a .toml manifest"),
-    (["--model=m.onnx", "--zoo=resnet8"], "--zoo select zoo models, but --model replaces the zoo"),
-    (["--model=m.onnx", "--layout=concat"], "--layout select zoo models, but --model replaces"),
-    (["--threshold=0.9"], "--threshold describe(s) your own model file and the zoo's models are known"),
-    (["--flag-layout=concat"], "--flag-layout describe(s) your own model file"),
-    (["--input-layout=NHWC"], "--input-layout describe(s) your own model file"),
-    (["--flag-output=flag"], "--flag-output describe(s) your own model file"),
+    (["--model=m.onnx", "--zoo=resnet8"], "--zoo: --model replaces the zoo, so this zoo selection would be ignored"),
+    (["--model=m.onnx", "--layout=concat"], "--layout: --model replaces the zoo"),
+    (["--threshold=0.9"], "--threshold: only for your own model file (--model=FILE.onnx); the zoo's models need"),
+    (["--flag-layout=concat"], "--flag-layout: only for your own model file"),
+    (["--input-layout=NHWC"], "--input-layout: only for your own model file"),
+    (["--flag-output=flag"], "--flag-output: only for your own model file"),
     (["--model=m.onnx", "--threshold=nan"], "--threshold=nan: expected a finite number"),
     (["--model=m.onnx", "--threshold=-inf"], "--threshold=-inf: expected a finite number"),
     (["--model=m.onnx", "--flag-output="], "--flag-output=: empty"),
@@ -290,7 +290,10 @@ def test_options_for_a_manifest_belong_in_it(run_inprocess, tmp_path: Path) -> N
     m = tmp_path / "models.toml"
     m.write_text('[[model]]\npath = "m.onnx"\n')
     err = usage_error(run_inprocess(f"--model={m}", "--threshold=0.9"))
-    assert "--threshold describe(s) a .onnx file given with --model" in err
+    assert (
+        "--threshold: only for a .onnx file given with --model, and every --model here is a manifest"
+        in err
+    )
     assert "set the key(s) per model in the manifest" in err
 
 
