@@ -5,6 +5,15 @@
 atomically next to a small ``.meta.json`` holding the key and the payload's SHA-256; an entry whose
 payload no longer matches (truncated, bit-flipped, replaced) is reported and rebuilt, never used. A
 file lock makes concurrent workers (``pytest -n 4``) or separate invocations build each entry once.
+
+A checksum proves an entry intact, not who wrote it, and some entries run code when loaded (a
+TensorRT plan is GPU code). So an entry is used only when its payload and record are regular files
+owned by you and writable by nobody else, in folders that only you (or root) can change: owned by
+you or root, and not writable by group/others unless the sticky bit is set (as on ``/tmp``, where
+others cannot rename or delete your files). Anything else is reported by name and rebuilt; a kind
+folder of yours that others could write is tightened (``chmod go-w``) first, one you do not own is
+an :class:`UntrustedCache` error. Leftovers of killed writers (``.*.tmp``) and entries that are not
+files (a folder put in their place) are removed, not kept forever.
 """
 
 from __future__ import annotations
@@ -13,14 +22,31 @@ import contextlib
 import json
 import logging
 import os
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ._io import atomic_write_bytes, atomic_write_text, file_lock, sha256_bytes, sha256_file
+from ._io import (
+    atomic_write_bytes,
+    atomic_write_text,
+    file_lock,
+    remove_non_file,
+    sha256_bytes,
+    sha256_file,
+    stale_temps,
+)
 
-__all__ = ["ArtifactCache", "CacheEntry", "DamagedEntry", "default_cache_dir", "key_digest"]
+__all__ = [
+    "ArtifactCache",
+    "CacheEntry",
+    "DamagedEntry",
+    "UntrustedCache",
+    "default_cache_dir",
+    "folder_problem",
+    "key_digest",
+]
 
 log = logging.getLogger("exitgate.cache")
 CACHE_ENV = "EXITGATE_CACHE_DIR"
@@ -43,6 +69,47 @@ def key_digest(key: dict[str, Any]) -> str:
 
 class DamagedEntry(ValueError):
     """A cache entry's payload cannot be read or does not match its record."""
+
+
+class UntrustedCache(ValueError):
+    """A cache folder that other users can change; the message names it and the fix."""
+
+
+def _writable_by_others(mode: int) -> str | None:
+    who = [w for w, bit in (("group", stat.S_IWGRP), ("others", stat.S_IWOTH)) if mode & bit]
+    return " and ".join(who) or None
+
+
+def file_problem(path: Path) -> str | None:
+    """Why the file at ``path`` must not be used (not a regular file, someone else's, writable by
+    others), or None when it may be."""
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return "is not a regular file"
+    if st.st_uid != os.geteuid():
+        return f"is owned by uid {st.st_uid}, not by you (uid {os.geteuid()})"
+    who = _writable_by_others(st.st_mode)
+    if who:
+        return f"is writable by {who} (mode {stat.S_IMODE(st.st_mode):o})"
+    return None
+
+
+def folder_problem(folder: str | os.PathLike[str]) -> str | None:
+    """Why entries in ``folder`` cannot be trusted (someone else could replace them), or None:
+    it must be owned by you or root and not writable by group/others unless sticky."""
+    try:
+        st = Path(folder).stat()
+    except FileNotFoundError:
+        return None
+    if st.st_uid not in (os.geteuid(), 0):
+        return f"is owned by uid {st.st_uid}, not by you (uid {os.geteuid()}) or root"
+    who = _writable_by_others(st.st_mode)
+    if who and not st.st_mode & stat.S_ISVTX:
+        return f"is writable by {who} (mode {stat.S_IMODE(st.st_mode):o}, no sticky bit)"
+    return None
 
 
 @dataclass(frozen=True)
@@ -72,6 +139,10 @@ class ArtifactCache:
         path, meta_path = self.paths(kind, key, suffix)
         if not path.exists() and not meta_path.exists():
             return None
+        problem = self._untrusted(path, meta_path)
+        if problem:
+            log.warning("cache entry %s; not using it, rebuilding", problem)
+            return None
         try:
             meta = json.loads(meta_path.read_text())
             ok = (
@@ -89,9 +160,13 @@ class ArtifactCache:
 
     def read_verified(self, path: str | os.PathLike[str]) -> bytes:
         """The payload at ``path``, checked against its record (size and SHA-256) before anyone
-        uses it; ``DamagedEntry`` says what is wrong."""
+        uses it, and only when no one else could have written it (see the module docstring);
+        ``DamagedEntry`` says what is wrong."""
         path = Path(path)
         meta_path = path.with_name(path.name[: -len(path.suffix) or None] + ".meta.json")
+        problem = self._untrusted(path, meta_path)
+        if problem:
+            raise DamagedEntry(f"is not trusted: {problem}")
         try:
             data = path.read_bytes()
             meta = json.loads(meta_path.read_text())
@@ -108,10 +183,19 @@ class ArtifactCache:
         hit = self.valid(kind, key, suffix)
         if hit is not None:
             return CacheEntry(hit, key, built=False)
+        self._own_folder(path.parent)
         with file_lock(path):
             hit = self.valid(kind, key, suffix)  # another worker may have built it meanwhile
             if hit is not None:
                 return CacheEntry(hit, key, built=False)
+            # We hold the entry's lock, so no one is writing it: temp files of this entry are
+            # leftovers of a killed writer, and a folder in the entry's place is replaced.
+            for name in (path.name, meta_path.name):
+                for leftover in path.parent.glob(f".{name}.*.tmp"):
+                    if not remove_non_file(leftover, "leftover"):
+                        leftover.unlink(missing_ok=True)
+            remove_non_file(path)
+            remove_non_file(meta_path)
             data = build()
             if not isinstance(data, bytes | bytearray) or not data:
                 raise TypeError(f"builder for {kind} returned {type(data).__name__}, not bytes")
@@ -129,6 +213,53 @@ class ArtifactCache:
                     fh.write(f"{kind} {path.stem} {os.getpid()}\n")
             log.info("built %s entry %s", kind, path.name)
             return CacheEntry(path, key, built=True)
+
+    def _untrusted(self, path: Path, meta_path: Path) -> str | None:
+        """What makes the entry at ``path`` untrustworthy, naming the file, or None."""
+        for folder in (self.root, path.parent):
+            problem = folder_problem(folder)
+            if problem:
+                return f"{path}: its folder {folder} {problem}"
+        for p in (path, meta_path):
+            problem = file_problem(p)
+            if problem:
+                return f"{p} {problem}"
+        return None
+
+    def _own_folder(self, folder: Path) -> None:
+        """Create ``folder`` (and the root) so that only we can change them; tighten a folder of
+        ours that others could write; refuse one that someone else controls."""
+        for f in (self.root, folder):
+            f.mkdir(mode=0o755, parents=True, exist_ok=True)
+            problem = folder_problem(f)
+            if problem is None:
+                continue
+            st = f.stat()
+            if st.st_uid == os.geteuid():
+                os.chmod(f, stat.S_IMODE(st.st_mode) & ~(stat.S_IWGRP | stat.S_IWOTH))
+                log.warning("cache folder %s %s; removed group/other write access", f, problem)
+                continue
+            raise UntrustedCache(
+                f"cache folder {f} {problem}: anyone who can write there could plant an engine "
+                "that runs when loaded. Use a cache folder of your own (--cache-dir=DIR or "
+                "EXITGATE_CACHE_DIR), or have its owner run `chmod go-w` on it"
+            )
+
+    def remove_stale_temps(self) -> list[Path]:
+        """Remove temp files that killed writers left in the cache folders (older than a few
+        minutes, writer gone); returns what was removed."""
+        removed = []
+        if not self.root.is_dir():
+            return removed
+        for folder in [self.root, *(p for p in self.root.iterdir() if p.is_dir())]:
+            for p in stale_temps(folder):
+                with contextlib.suppress(OSError):
+                    if not remove_non_file(p, "leftover"):
+                        p.unlink()
+                    removed.append(p)
+        if removed:
+            log.info("removed %d leftover temp file(s) of killed writers", len(removed))
+        return removed
 
     def contains(self, path: str | os.PathLike[str]) -> bool:
         """True if ``path`` resolves inside this cache (engines load only from there)."""

@@ -123,8 +123,86 @@ def _normalize_uint8_nhwc(images: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
 
 
+class _BatchUnpickler(pickle.Unpickler):
+    """Unpickles what a CIFAR-10 python batch holds and nothing else.
+
+    A batch is a dict of str/bytes keys, lists of ints and strings, and one uint8 numpy array.
+    Besides the built-in containers (which need no lookup) the only names such a pickle asks for
+    are numpy's array reconstruction (``numpy.core.multiarray._reconstruct`` in the official Python 2
+    batches, ``numpy._core.multiarray._reconstruct`` when re-pickled with numpy 2), ``numpy.ndarray``,
+    ``numpy.dtype`` and, in a protocol-2 pickle written by Python 3, ``_codecs.encode(text,
+    'latin1')`` for bytes. Any other name (``os.system``, ``builtins.eval``, ...) is refused before
+    anything is called, so a planted batch file cannot run code.
+    """
+
+    def find_class(self, module: str, name: str) -> object:
+        allowed = _BATCH_GLOBALS.get((module, name))
+        if allowed is None:
+            raise pickle.UnpicklingError(
+                f"it asks for {module}.{name}, which a CIFAR-10 batch never contains; "
+                "refusing to load it (exitgate reads CIFAR-10 batches without running code)"
+            )
+        return allowed
+
+
+def _latin1_encode(text: str, encoding: str = "utf-8") -> bytes:
+    """``_codecs.encode`` restricted to what pickle protocol 2 uses for bytes."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError(f"refusing _codecs.encode with encoding {encoding!r}")
+    return text.encode("latin1")
+
+
+_RECONSTRUCT = np.ndarray.__reduce__(np.zeros(1, np.uint8))[0]  # numpy's, wherever it lives
+_BATCH_GLOBALS: dict[tuple[str, str], object] = {
+    ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
+    ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+    ("_codecs", "encode"): _latin1_encode,
+}
+
+
+def _read_batch(f: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One batch file as uint8 NHWC images and int64 labels; DataError names the file."""
+    try:
+        with open(f, "rb") as fh:
+            d = _BatchUnpickler(fh, encoding="bytes").load()
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure: a bad or hostile file
+        raise DataError(f"{f}: not a CIFAR-10 python batch ({exc})") from None
+    if not isinstance(d, dict):
+        raise DataError(f"{f}: not a CIFAR-10 python batch (a {type(d).__name__}, not a dict)")
+    data = d.get(b"data", d.get("data"))
+    labels = d.get(b"labels", d.get("labels"))
+    if (
+        not isinstance(data, np.ndarray)
+        or data.dtype != np.uint8
+        or data.ndim != 2
+        or (data.shape[1] != 3 * 32 * 32)
+    ):
+        raise DataError(
+            f"{f}: not a CIFAR-10 python batch: 'data' must be a uint8 array of shape (N, 3072), "
+            f"got {getattr(data, 'dtype', type(data).__name__)} {getattr(data, 'shape', '')}"
+        )
+    if (
+        not isinstance(labels, list)
+        or len(labels) != data.shape[0]
+        or not all(
+            isinstance(v, int) and not isinstance(v, bool) and 0 <= v < NUM_CLASSES for v in labels
+        )
+    ):
+        raise DataError(
+            f"{f}: not a CIFAR-10 python batch: 'labels' must be a list of {data.shape[0]} "
+            f"integers in 0..{NUM_CLASSES - 1}"
+        )
+    return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), np.asarray(labels, np.int64)
+
+
 def load_cifar10(root: str | os.PathLike[str], split: str = "test") -> Dataset:
-    """Load the real CIFAR-10 python batches (``cifar-10-batches-py``) from a local folder."""
+    """Load the real CIFAR-10 python batches (``cifar-10-batches-py``) from a local folder.
+
+    The batches are pickles; they are read with a restricted unpickler that admits only the
+    containers and numpy arrays a batch holds (:class:`_BatchUnpickler`), never arbitrary code.
+    """
     root = Path(root)
     names = ["test_batch"] if split == "test" else [f"data_batch_{i}" for i in range(1, 6)]
     xs, ys = [], []
@@ -135,15 +213,9 @@ def load_cifar10(root: str | os.PathLike[str], split: str = "test") -> Dataset:
                 f"{f}: missing. Expected the extracted 'cifar-10-batches-py' folder "
                 "(files data_batch_1..5, test_batch) from https://www.cs.toronto.edu/~kriz/cifar.html"
             )
-        try:
-            with open(f, "rb") as fh:
-                d = pickle.load(fh, encoding="bytes")
-            data = np.asarray(d[b"data"], np.uint8).reshape(-1, 3, 32, 32)
-            labels = np.asarray(d[b"labels"], np.int64)
-        except Exception as exc:  # a malformed batch: name the file
-            raise DataError(f"{f}: not a CIFAR-10 python batch ({exc})") from exc
-        xs.append(data.transpose(0, 2, 3, 1))
-        ys.append(labels)
+        x, y = _read_batch(f)
+        xs.append(x)
+        ys.append(y)
     x = _normalize_uint8_nhwc(np.concatenate(xs))
     y = np.concatenate(ys)
     return Dataset(x, y, np.zeros(len(y), bool), f"cifar10-{split}")

@@ -2,13 +2,20 @@
 
 Suites record facts with pytest's ``record_property`` (it survives pytest-xdist) under keys starting
 with ``exitgate.``. At the end of the session the controller writes ``run.json``, ``summary.md``,
-``summary.html`` and plots into ``--report-dir`` (default ``reports/latest``), each atomically.
+``summary.html`` and plots into ``--report-dir`` (default ``reports/latest``) as one set: into a
+temporary folder beside it, then put in its place at once (:func:`models._io.replace_dir`), so a
+reader sees this run's files or the previous run's, never some of each. The folder is replaced as a
+whole; files other tools wrote there during this run (``--junit-xml``, ``--benchmark-json``) are
+carried over. A report that cannot be written fails the run (exit status 3) naming the folder.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
+import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -31,12 +38,52 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     check_stored_runs(config)  # after fixtures.plugin (tryfirst) chose the storage
+    out = report_dir(config)  # checked even when nothing will run: bad values stop every run
     if config.getoption("collectonly") or hasattr(config, "workerinput"):
         return  # nothing runs, or an xdist worker: the controller writes the report
-    target = config.getoption("report_dir") or os.environ.get("EXITGATE_REPORT_DIR")
-    if (target or "").lower() == "none":
-        return
-    config.pluginmanager.register(RunRecorder(config, Path(target or DEFAULT_DIR)), "exitgate-run")
+    if out is not None:
+        config.pluginmanager.register(RunRecorder(config, out), "exitgate-run")
+
+
+def report_dir(config: pytest.Config) -> Path | None:
+    """Where the report goes (None: disabled), checked now so a bad folder stops the run before
+    any test instead of losing its report at the end."""
+    raw = config.getoption("report_dir")
+    source = "--report-dir"
+    if raw is None and os.environ.get("EXITGATE_REPORT_DIR") is not None:
+        raw, source = os.environ["EXITGATE_REPORT_DIR"], "$EXITGATE_REPORT_DIR"
+    if raw is None:
+        out, source = DEFAULT_DIR, "the report folder"
+    elif raw.lower() == "none":
+        return None
+    elif not raw.strip():
+        raise pytest.UsageError(
+            f"{source}=: empty; expected a folder, or 'none' to write no report"
+        )
+    else:
+        out = Path(raw).expanduser().resolve()
+    where = f"{source} ({out})" if source != "the report folder" else f"the report folder {out}"
+    if out.exists() and (not out.is_dir() or out.is_symlink()):
+        raise pytest.UsageError(f"{where}: exists and is not a folder; choose another")
+    if out.is_dir() and not (out / "run.json").is_file() and any(out.iterdir()):
+        raise pytest.UsageError(
+            f"{where}: holds files and no run.json, so it is not an exitgate report folder; each "
+            "run replaces the report folder as a whole, so choose a new or empty folder"
+        )
+    parent = out.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise pytest.UsageError(
+            f"{where}: cannot write there ({parent} is not a folder); choose another folder, or "
+            "pass --report-dir=none"
+        )
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise pytest.UsageError(
+            f"{where}: cannot write there ({parent} is not writable); choose a writable folder, "
+            "or pass --report-dir=none"
+        )
+    return out
 
 
 def check_stored_runs(config: pytest.Config) -> None:
@@ -100,21 +147,60 @@ class RunRecorder:
             t["outcome"] = "failed" if report.when == "call" else "error"
             t["reason"] = _first_line(report.longreprtext)
 
+    @pytest.hookimpl(tryfirst=True)  # before --junit-xml writes into the report folder
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if not self.run["tests"]:
             return
-        from .summary import write_summary
-
         self.run["finished"] = time.time()
         self.run["exitstatus"] = int(exitstatus)
         self.run["environment"] = environment(self.config)
         tw = self.config.get_terminal_writer()
         try:
-            paths = write_summary(self.run, self.out)
-        except Exception as exc:  # noqa: BLE001 - a report failure must not hide the test results
-            tw.line(f"exitgate: could not write the report: {exc!r}", red=True)
+            paths = write_report(self.run, self.out)
+        except Exception as exc:  # noqa: BLE001 - reported, and the run fails (below)
+            tw.line(
+                f"exitgate: could not write the report to {self.out}: {exc}. The test results "
+                "above stand; fix the folder (permissions, free space) or choose another with "
+                "--report-dir (exit status 3)",
+                red=True,
+            )
+            if session.exitstatus == pytest.ExitCode.OK:
+                session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
             return
         tw.line(f"exitgate: report written to {paths['md']}")
+
+
+def write_report(run: dict[str, Any], out: Path) -> dict[str, Path]:
+    """Write the report for ``run`` as one set at ``out`` (see the module docstring)."""
+    from models._io import replace_dir, stale_temps, temp_prefix
+
+    from .summary import write_summary
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for leftover in stale_temps(out.parent):  # sets of killed writers
+        if leftover.name.startswith(f".{out.name}."):
+            with contextlib.suppress(OSError):
+                if leftover.is_dir() and not leftover.is_symlink():
+                    shutil.rmtree(leftover)
+                else:
+                    leftover.unlink()
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(out.name), suffix=".tmp", dir=out.parent))
+    try:
+        os.chmod(tmp, 0o755)  # mkdtemp's 0700 would hide the report from other readers
+        paths = write_summary(run, tmp)
+        if out.is_dir():  # what other tools wrote there during this run joins the new set
+            for f in out.iterdir():
+                if (
+                    f.is_file()
+                    and not (tmp / f.name).exists()
+                    and f.stat().st_mtime >= run.get("started", 0)
+                ):
+                    os.replace(f, tmp / f.name)
+        replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return {k: out / p.name for k, p in paths.items()}
 
 
 def _skip_reason(report: pytest.TestReport) -> str:

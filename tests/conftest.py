@@ -26,3 +26,19 @@ def run_suite(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch):
         )
 
     return run
+
+
+@pytest.fixture
+def run_inprocess(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch):
+    """``run_inprocess(*args)``: pytest in this process, rooted at the repository (usage errors
+    stop before collection, so this takes a fraction of a second)."""
+    monkeypatch.setenv("EXITGATE_REPORT_DIR", "none")
+    monkeypatch.setenv("EXITGATE_FORCE_CPU", "1")
+
+    def run(*args: str) -> pytest.RunResult:
+        return pytester.runpytest_inprocess(
+            "--rootdir", str(REPO), "-c", str(REPO / "pyproject.toml"), "-p", "no:randomly",
+            str(REPO / "suites" / "test_structure.py"), "--collect-only", "-q", *args,
+        )  # fmt: skip
+
+    return run
