@@ -4,9 +4,10 @@
 
 For each zoo model it prints back-to-back replay time (events around N replays / N) and the GPU
 activities per replay (CUPTI through torch.profiler) of: the no-exit twin, the trunk + exit head
-(what exit_always costs at least), split_graph at exit_never and at exit_always; then the kernels
-split_graph runs beyond the twin, by name (issue 15's budget: the twin + the exit head's own
-kernels + the conditional node + 5 us).
+(what exit_always costs at least), the trunk alone, split_graph at exit_never and at exit_always;
+then issue 15's budget -- split_graph at exit_never within 5 us of the twin + the exit head's own
+kernels (trunk+head minus trunk) + the decision and conditional node (split_graph at exit_always
+minus trunk+head) -- and the kernels split_graph runs beyond the twin, by name.
 """
 
 from __future__ import annotations
@@ -43,6 +44,29 @@ def kernels(torch, launch, stream: cuda.Stream, n: int = 50) -> tuple[Counter, f
     return Counter({k: v / n for k, v in names.items()}), busy
 
 
+def trunk_only(torch, model: str, precision: str, stream: cuda.Stream):
+    """``(launch, close)``: a CUDA graph of the zoo model's trunk alone (the twin's first part)."""
+    from models.zoo import ZOO, load_backbone
+
+    dtype = torch.float16 if precision == "fp16" else torch.float32
+    cl = torch.channels_last
+    net = load_backbone(ZOO[model]).to("cuda", dtype).to(memory_format=cl)
+    x = torch.randn(1, 3, 32, 32, device="cuda")
+    ext = torch.cuda.ExternalStream(stream.handle)
+    graph = torch.cuda.CUDAGraph()
+    with torch.inference_mode(), torch.cuda.stream(ext):
+        net.trunk(x.to(dtype).contiguous(memory_format=cl))
+        torch.cuda.synchronize()
+        with torch.cuda.graph(graph, stream=ext):
+            y = net.trunk(x.to(dtype).contiguous(memory_format=cl))
+
+    def launch() -> None:
+        with torch.cuda.stream(ext):
+            graph.replay()
+
+    return launch, lambda: (y, graph.reset())
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models", default="resnet8,resnet56,alexnet")
@@ -59,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
           "ms | never beyond twin | kernels twin / head / never |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|")
     extras = {}
+    budget_rows: list[str] = []
     for model in args.models.split(","):
         for precision in args.precisions.split(","):
             row, closers = {}, []
@@ -75,9 +100,18 @@ def main(argv: list[str] | None = None) -> int:
                 closers.append(close)
                 row[label] = back_to_back_ms(launch, stream)
                 names[label], _ = kernels(torch, launch, stream)
+            launch, close = trunk_only(torch, model, precision, stream)
+            closers.append(close)
+            row["trunk"] = back_to_back_ms(launch, stream)
             stream.synchronize()
             for c in closers:
                 c()
+            head = row["head"] - row["trunk"]  # the exit head's own kernels (+ its output copy)
+            cond = row["always"] - row["head"]  # decision, condition kernel, IF node (body off)
+            excess = row["never"] - (row["twin"] + head + cond)
+            budget_rows.append(f"| {model} | {precision} | {row['twin']:.4f} | {head * 1e3:.1f} | "
+                               f"{cond * 1e3:.1f} | {row['never']:.4f} | {excess * 1e3:+.1f} | "
+                               f"{'yes' if excess <= 0.005 else 'NO'} |")  # fmt: skip
             extra = names["never"] - names["twin"]
             extras[(model, precision)] = extra
             print(f"| {model} | {precision} | {row['twin']:.4f} | {row['head']:.4f} | "
@@ -87,6 +121,11 @@ def main(argv: list[str] | None = None) -> int:
                   f"{sum(names['never'].values()):.0f} |")  # fmt: skip
             for e in (split, twin, head):
                 e.close()
+    print("\nissue 15's budget: split_graph never <= twin + exit head + conditional node + 5 us")
+    print("| model | precision | twin ms | exit head us | decision + condition node us | "
+          "split_graph never ms | never - (twin + head + cond) us | within 5 us |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
+    print("\n".join(budget_rows))
     for (model, precision), extra in extras.items():
         print(f"\n{model} {precision}: kernels split_graph(never) runs beyond the twin:")
         for k, v in extra.most_common():
