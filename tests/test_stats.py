@@ -93,7 +93,7 @@ def test_4_percent_inversion_is_detected(cov: float, family: int, target: float)
     """INT8 truly 4 % slower than FP16 (FP32 30 % slower still), as one test of a run of
     ``family`` gated pairs (24: a whole night, no earlier rejections), with the adaptive budget at
     most 3x the default and never the wrong direction. Issue 14 asks >= 95 % at CoV 5 % and
-    >= 90 % at CoV 10 %; the bounds hold the rates the README's table claims (100 %, 99 %, 95 %),
+    >= 90 % at CoV 10 %; the bounds hold the rates the README's table claims (100 %, 99 %, 96 %),
     less a margin."""
     assert DEFAULT_PLAN.max_rounds <= 3 * DEFAULT_PLAN.default_rounds
     r = gate_cell(np.random.default_rng(2), N, [1.3 * BASE, BASE, 1.04 * BASE], cov=cov,
