@@ -5,7 +5,8 @@
 
 1. The **in-run ordering gate** (``fixtures.stats.SequentialGate``, as ``suites/test_latency.py``
    drives it): FP32, FP16 and INT8 engines interleaved in randomised order per round, one block
-   median of k = 20 inferences per engine and round, looks at 40 / 80 / 120 rounds.
+   estimate of k = 20 inferences per engine and round (Hodges-Lehmann, ``block_hodges_lehmann``;
+   block medians for contrast), looks at 40 / 80 / 120 rounds.
 2. The **cross-run comparison** (``reports.compare.decide``, as ``python -m reports compare`` runs
    it): two runs of one test, 80 blocks of k = 20 inferences each, as ``suites/test_benchmark.py``
    stores them.
@@ -31,17 +32,25 @@ from __future__ import annotations
 import argparse
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from fixtures.stats import SequentialGate, SequentialPlan
+from fixtures.stats import SequentialGate, SequentialPlan, block_hodges_lehmann
 from reports.compare import DEFAULTS, decide
 
 K = 20
 GATE_PLAN = SequentialPlan()
 COMPARE_BLOCKS = 100
+Block = Callable[[np.ndarray], np.ndarray]
+"""Reduces a block's inferences (the last axis) to one number."""
+GATE_BLOCK: Block = block_hodges_lehmann  # as suites/test_latency.py
+
+
+def block_median(x: np.ndarray) -> np.ndarray:
+    """The block medians the comparison stores (and the gate used before the Hodges-Lehmann)."""
+    return np.median(x, axis=-1)
 
 
 @dataclass(frozen=True)
@@ -57,8 +66,14 @@ class Noise:
     drift: float = 0.05
 
 
-def _blocks(rng: np.random.Generator, shape: tuple[int, ...], k: int, noise: Noise) -> np.ndarray:
-    """Per-inference noise (lognormal, spikes, bursts) reduced to block medians of ``k``."""
+def _blocks(
+    rng: np.random.Generator,
+    shape: tuple[int, ...],
+    k: int,
+    noise: Noise,
+    block: Block = block_median,
+) -> np.ndarray:
+    """Per-inference noise (lognormal, spikes, bursts) reduced per block of ``k`` by ``block``."""
     sigma = math.sqrt(math.log1p(noise.cov**2))
     x = rng.lognormal(-(sigma**2) / 2, sigma, size=(*shape, k))
     spikes = rng.random(x.shape) < noise.spike_prob
@@ -71,7 +86,7 @@ def _blocks(rng: np.random.Generator, shape: tuple[int, ...], k: int, noise: Noi
         i = np.arange(k)
         inside = (i >= start[:, None]) & (i < (start + length)[:, None])
         x[hit] *= np.where(inside, 1 + rng.uniform(*noise.burst, size=n)[:, None], 1.0)
-    return np.median(x, axis=-1)
+    return block(x)
 
 
 def _chunks(n: int, per_trial: int, budget: int = 4_000_000):
@@ -84,7 +99,7 @@ def _chunks(n: int, per_trial: int, budget: int = 4_000_000):
 # The ordering gate
 
 
-def gate_medians(
+def gate_blocks(
     rng: np.random.Generator,
     trials: int,
     times_ms: Sequence[float],
@@ -92,13 +107,14 @@ def gate_medians(
     *,
     k: int = K,
     noise: Noise = Noise(),
+    block: Block = GATE_BLOCK,
 ) -> np.ndarray:
-    """Block medians ``m[trial, round, engine]`` of interleaved sessions under the noise model."""
+    """Block estimates ``m[trial, round, engine]`` of interleaved sessions under the noise model."""
     times = np.asarray(times_ms, dtype=float)
     e = times.size
     out = np.empty((trials, rounds, e))
     for s, n in _chunks(trials, rounds * e * k):
-        block = _blocks(rng, (n, rounds, e), k, noise)
+        est = _blocks(rng, (n, rounds, e), k, noise, block)
         position = rng.random((n, rounds, e)).argsort(-1).argsort(-1)  # shuffled order per round
         t = (np.arange(rounds)[:, None] * e + position) / (rounds * e)
         level = (
@@ -106,7 +122,7 @@ def gate_medians(
             * np.exp(rng.normal(0, noise.jitter, size=(n, rounds, e)))
             * (1 + noise.drift * t)
         )
-        out[s : s + n] = times * block * level
+        out[s : s + n] = times * est * level
     return out
 
 
@@ -131,12 +147,13 @@ def gate_cell(
     family_size: int | None = None,
     plan: SequentialPlan = GATE_PLAN,
     noise: Noise | None = None,
+    block: Block = GATE_BLOCK,
 ) -> GateRates:
     """Run the gate on ``trials`` simulated sessions of engines with true times ``times_ms``
     (slowest expected first; pairs are consecutive engines), as one test of a run whose family
     holds ``family_size`` pairs with no earlier rejections (the run's worst case)."""
     noise = noise or Noise(cov=cov)
-    med = gate_medians(rng, trials, times_ms, plan.max_rounds, noise=noise)
+    med = gate_blocks(rng, trials, times_ms, plan.max_rounds, noise=noise, block=block)
     logm = np.log(med)
     d = np.stack([logm[..., j] - logm[..., j + 1] for j in range(med.shape[-1] - 1)], axis=1)
     gate = SequentialGate(d.shape[1], plan, batch=trials, family_size=family_size)
@@ -263,23 +280,41 @@ def gate_table(trials: int, seed: int) -> list[str]:
         ("INT8 4 % faster (the ordering holds)", [1.3 * base, base, base / 1.04],
          "never INVERTED"),
     ]  # fmt: skip
+
+    def row(label: str, r: GateRates, cov: float, fam: int, target: str) -> str:
+        if label.startswith("A/A"):
+            h, i, inc = r.any_holds, r.any_inverted, r.all_inconclusive
+        else:
+            h, i, inc = r.holds[1], r.inverted[1], r.inconclusive[1]
+        return (f"| {label} | {cov:.0%} | {fam} | {_pct(h)} | {_pct(i)} | {_pct(inc)} | "
+                f"{r.mean_rounds[-1]:.0f} | {target} |")  # fmt: skip
+
     for label, times, target in cells:
         for cov in (0.05, 0.10, 0.20):
             for fam in (2, 24):
-                r = gate_cell(rng, trials, times, cov=cov, family_size=fam)
-                if label.startswith("A/A"):
-                    h, i, inc = r.any_holds, r.any_inverted, r.all_inconclusive
-                else:
-                    h, i, inc = r.holds[1], r.inverted[1], r.inconclusive[1]
-                rows.append(f"| {label} | {cov:.0%} | {fam} | {_pct(h)} | {_pct(i)} | {_pct(inc)} | "
-                            f"{r.mean_rounds[-1]:.0f} | {target} |")  # fmt: skip
+                rows.append(row(label, gate_cell(rng, trials, times, cov=cov, family_size=fam),
+                                cov, fam, target))  # fmt: skip
+    inversion = [1.3 * base, base, 1.04 * base]
+    # stress: five times the spikes and bursts of the model (5 % of inferences, 10 % of blocks)
+    stress = Noise(cov=0.10, spike_prob=0.05, burst_prob=0.10)
+    contrast = [
+        ("A/A/A, 5 % spikes + 10 % bursts", [base] * 3, stress, GATE_BLOCK, "false INVERTED <= 1 %"),
+        ("INT8 4 % slower, 5 % spikes + 10 % bursts", inversion, stress, GATE_BLOCK,
+         "(stress)"),
+        ("the same, block medians", inversion, stress, block_median, "(stress, for contrast)"),
+        ("INT8 4 % slower, block medians (the gate before)", inversion, Noise(cov=0.10),
+         block_median, "for contrast"),
+    ]  # fmt: skip
+    for label, times, noise, block, target in contrast:
+        for fam in (2, 24):
+            r = gate_cell(rng, trials, times, cov=noise.cov, family_size=fam, noise=noise,
+                          block=block)  # fmt: skip
+            rows.append(row(label, r, noise.cov, fam, target))
     old = SequentialPlan((30,), (1.0,))
     for cov in (0.05, 0.10):
-        r = gate_cell(rng, trials, [1.3 * base, base, 1.04 * base], cov=cov, family_size=2,
-                      plan=old)  # fmt: skip
-        rows.append(f"| INT8 4 % slower, previous gate (30 rounds, one look) | {cov:.0%} | 2 | "
-                    f"{_pct(r.holds[1])} | {_pct(r.inverted[1])} | {_pct(r.inconclusive[1])} | 30 | "
-                    "for contrast |")  # fmt: skip
+        r = gate_cell(rng, trials, inversion, cov=cov, family_size=2, plan=old, block=block_median)
+        rows.append(row("INT8 4 % slower, first gate (30 rounds, one look, block medians)", r, cov,
+                        2, "for contrast"))  # fmt: skip
     return rows
 
 
@@ -335,7 +370,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     print(f"### Ordering gate ({args.trials} simulated runs a cell; looks at "
-          f"{'/'.join(map(str, GATE_PLAN.looks))} rounds, k = {K}, alpha 1 %, minimum inversion 2 %)\n")  # fmt: skip
+          f"{'/'.join(map(str, GATE_PLAN.looks))} rounds, k = {K}, block Hodges-Lehmann, alpha 1 %, "
+          "minimum inversion 2 %)\n")  # fmt: skip
     print("\n".join(gate_table(args.trials, args.seed)))
     print(f"\n### Cross-run comparison ({args.trials} simulated comparisons a cell; "
           f"{COMPARE_BLOCKS} blocks of k = {K} per run, alpha {DEFAULTS.alpha:.0%} per test, "

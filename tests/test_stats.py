@@ -2,7 +2,8 @@
 truth, its error control, its bounds, Holm across a run, and the trtexec-style summaries.
 
 The noise model is the one of ``tests/simulate_gates.py`` (lognormal, spikes, bursts, round-level
-shifts, drift; engine order shuffled per round), whose 1000-trial table is in the README. The cells
+shifts, drift; engine order shuffled per round; blocks of 20 inferences reduced to their
+Hodges-Lehmann estimate, as the suite does), whose 1000-trial table is in the README. The cells
 here run 300 simulated sessions each, seeded; every bound is a binomial quantile around the target
 (``binom.ppf(0.001, ...)``), so a rate that meets its target fails a bound with probability below
 0.1 % on any seed, while a rate that slipped by a few points fails it.
@@ -34,6 +35,7 @@ from fixtures.stats import (
     SequentialPlan,
     Verdict,
     _signed_rank_sf,
+    block_hodges_lehmann,
     block_medians,
     enqueue_bound,
     holm,
@@ -45,7 +47,7 @@ from fixtures.stats import (
     walsh_averages,
 )
 from tests.conftest import REPO
-from tests.simulate_gates import gate_cell, gate_medians
+from tests.simulate_gates import Noise, block_median, gate_blocks, gate_cell
 
 LABELS = ["fp32", "fp16", "int8"]
 PAIRS = [("fp32", "fp16"), ("fp16", "int8")]
@@ -68,23 +70,34 @@ def at_least(rate: float, n: int = N) -> int:
 # The gate's error rates and power (Monte Carlo with known truth, seeded; README table at 1000)
 
 
-@pytest.mark.parametrize("cov", [0.05, 0.10])
-def test_aa_never_inverts_and_rarely_holds(cov: float) -> None:
+@pytest.mark.parametrize(
+    ("cov", "noise"),
+    [(0.05, None), (0.10, None), (0.20, None),
+     (0.10, Noise(cov=0.10, spike_prob=0.05, burst_prob=0.10))],  # 5x the spikes and bursts
+    ids=["cov5", "cov10", "cov20", "cov10-spikes5-bursts10"],
+)  # fmt: skip
+def test_aa_never_inverts_and_rarely_holds(cov: float, noise: Noise | None) -> None:
     """A/A/A: three identical engines through all three looks; every HOLDS or INVERTED is wrong.
     Target (issue 14): false INVERTED <= 1 % of runs; Holm keeps false HOLDS <= alpha per run."""
-    r = gate_cell(np.random.default_rng(1), N, [BASE] * 3, cov=cov, family_size=2)
+    r = gate_cell(np.random.default_rng(1), N, [BASE] * 3, cov=cov, family_size=2, noise=noise)
     assert round(r.any_inverted * N) <= at_most(0.01), f"false INVERTED in {r.any_inverted:.1%}"
     assert round(r.any_holds * N) <= at_most(ALPHA), f"false HOLDS in {r.any_holds:.1%} of runs"
     assert (r.mean_rounds > 0.97 * DEFAULT_PLAN.max_rounds).all()  # undecided: the whole budget
 
 
-@pytest.mark.parametrize(("cov", "target"), [(0.05, 0.95), (0.10, 0.90)])
-def test_4_percent_inversion_is_detected(cov: float, target: float) -> None:
-    """INT8 truly 4 % slower than FP16 (FP32 30 % slower still): the targets of issue 14, with
-    the adaptive budget at most 3x the default and never the wrong direction."""
+@pytest.mark.parametrize(
+    ("cov", "family", "target"),
+    [(0.05, 2, 0.99), (0.05, 24, 0.99), (0.10, 2, 0.97), (0.10, 24, 0.93)],
+)
+def test_4_percent_inversion_is_detected(cov: float, family: int, target: float) -> None:
+    """INT8 truly 4 % slower than FP16 (FP32 30 % slower still), as one test of a run of
+    ``family`` gated pairs (24: a whole night, no earlier rejections), with the adaptive budget at
+    most 3x the default and never the wrong direction. Issue 14 asks >= 95 % at CoV 5 % and
+    >= 90 % at CoV 10 %; the bounds hold the rates the README's table claims (100 %, 99 %, 96 %),
+    less a margin."""
     assert DEFAULT_PLAN.max_rounds <= 3 * DEFAULT_PLAN.default_rounds
     r = gate_cell(np.random.default_rng(2), N, [1.3 * BASE, BASE, 1.04 * BASE], cov=cov,
-                  family_size=2)  # fmt: skip
+                  family_size=family)  # fmt: skip
     detected = round(r.inverted[1] * N)
     assert detected >= at_least(target), f"INVERTED in {r.inverted[1]:.1%} (target {target:.0%})"
     assert r.holds[1] == 0, f"wrong direction: HOLDS in {r.holds[1]:.1%}"
@@ -98,6 +111,18 @@ def test_4_percent_gap_holds_in_the_default_budget(cov: float) -> None:
     assert round(r.holds[1] * N) >= at_least(0.95), f"HOLDS in {r.holds[1]:.1%}"
     assert r.inverted.sum() == 0, "wrong direction: a real 4 % gap came out INVERTED"
     assert r.mean_rounds[1] < 1.5 * DEFAULT_PLAN.default_rounds, r.mean_rounds
+
+
+def test_block_hodges_lehmann_buys_power_that_block_medians_lack() -> None:
+    """The same simulated sessions, blocks reduced by their median (the gate before) and by their
+    Hodges-Lehmann estimate (the gate now): at CoV 10 % under Holm over a night's 24 pairs the
+    medians detect a 4 % inversion in about 87 % of runs, the Hodges-Lehmann in about 95 %."""
+    times = [1.3 * BASE, BASE, 1.04 * BASE]
+    hl = gate_cell(np.random.default_rng(16), N, times, cov=0.10, family_size=24)
+    med = gate_cell(np.random.default_rng(16), N, times, cov=0.10, family_size=24,
+                    block=block_median)  # fmt: skip
+    assert hl.inverted[1] - med.inverted[1] >= 0.04, (hl.inverted, med.inverted)
+    assert hl.holds[1] == med.holds[1] == 0
 
 
 def test_more_rounds_buy_power_that_one_look_lacks() -> None:
@@ -169,7 +194,7 @@ def test_bounds_never_contradict_the_verdict() -> None:
 def test_one_sided_bounds_cover_the_truth() -> None:
     """Each bound is a one-sided confidence bound: over simulated sessions the true ratio lies
     above ci_low (and below ci_high) at least at the stated confidence."""
-    nights = gate_medians(np.random.default_rng(7), 200, [0.4, 0.3, 0.29], 40)
+    nights = gate_blocks(np.random.default_rng(7), 200, [0.4, 0.3, 0.29], 40)
     truth = {("fp32", "fp16"): 0.4 / 0.3, ("fp16", "int8"): 0.3 / 0.29}
     low_ok, high_ok = [], []
     for m in nights:
@@ -279,7 +304,7 @@ def test_family_counts_more_pairs_than_planned() -> None:
 def test_round_common_factors_cancel() -> None:
     """Anything common to a round (clocks, temperature) leaves the result unchanged."""
     rng = np.random.default_rng(11)
-    med = gate_medians(rng, 1, [0.4, 0.3, 0.29], 40)[0]
+    med = gate_blocks(rng, 1, [0.4, 0.3, 0.29], 40)[0]
     scaled = med * rng.uniform(0.5, 2.0, size=(med.shape[0], 1))
     for a, b in zip(
         ordering_gate(med, LABELS, PAIRS), ordering_gate(scaled, LABELS, PAIRS), strict=True
@@ -290,7 +315,7 @@ def test_round_common_factors_cancel() -> None:
 
 
 def test_gate_result_fields_and_determinism() -> None:
-    med = gate_medians(np.random.default_rng(12), 1, [0.4, 0.3, 0.29], 40)[0]
+    med = gate_blocks(np.random.default_rng(12), 1, [0.4, 0.3, 0.29], 40)[0]
     first = ordering_gate(med, LABELS, PAIRS)
     assert first == ordering_gate(med, LABELS, PAIRS)
     assert [(r.slow, r.fast, r.n_rounds, r.family) for r in first] == [
@@ -312,14 +337,14 @@ def test_identical_columns_are_inconclusive_without_warnings() -> None:
 
 
 def test_delta_hold_requires_a_minimum_effect() -> None:
-    med = gate_medians(np.random.default_rng(13), 1, [1.04 * 0.29, 0.29], 40)[0]
+    med = gate_blocks(np.random.default_rng(13), 1, [1.04 * 0.29, 0.29], 40)[0]
     assert ordering_gate(med, ["a", "b"], [("a", "b")])[0].verdict == Verdict.HOLDS
     (r,) = ordering_gate(med, ["a", "b"], [("a", "b")], delta_hold=0.10)
     assert r.verdict == Verdict.INCONCLUSIVE and r.ci_low <= 1.10
 
 
 def test_untaken_branch_skipped() -> None:
-    never, always = gate_medians(np.random.default_rng(14), 1, [0.5, 0.2], 40)[0].T
+    never, always = gate_blocks(np.random.default_rng(14), 1, [0.5, 0.2], 40)[0].T
     r = untaken_branch_skipped(never, always)
     assert (r.slow, r.fast, r.verdict) == ("exit_never", "exit_always", Verdict.HOLDS)
     assert r.ratio == pytest.approx(2.5, rel=0.05)
@@ -395,7 +420,7 @@ def test_gate_rejects_a_family_too_small_and_a_wrong_shape() -> None:
 
 
 def test_min_rounds_is_reachable_at_a_looser_alpha() -> None:
-    med = gate_medians(np.random.default_rng(15), 1, [0.5, 0.2], MIN_ROUNDS)[0]
+    med = gate_blocks(np.random.default_rng(15), 1, [0.5, 0.2], MIN_ROUNDS)[0]
     (r,) = ordering_gate(med, ["a", "b"], [("a", "b")], alpha=0.05)
     assert r.verdict == Verdict.HOLDS and r.p_hold == pytest.approx(2.0**-MIN_ROUNDS)
 
@@ -407,6 +432,35 @@ def test_block_medians() -> None:
         block_medians(x[..., 0])
     with pytest.raises(ValueError, match="k >= 1"):
         block_medians(x[..., :0])
+
+
+def test_block_hodges_lehmann() -> None:
+    """The median of each block's Walsh averages (i <= j), on any leading axes; a symmetric block
+    gives its centre, a few wild inferences barely move it, and it scales with the times."""
+    rng = np.random.default_rng(17)
+    x = rng.lognormal(-1.2, 0.1, size=(4, 3, 20))
+    for k in (20, 5):  # an even and an odd number of Walsh averages
+        want = [[np.median([(b[i] + b[j]) / 2 for i in range(k) for j in range(i, k)])
+                 for b in r[:, :k]] for r in x]  # fmt: skip
+        np.testing.assert_allclose(block_hodges_lehmann(x[..., :k]), want, rtol=1e-15)
+    y = x[..., :5]
+    np.testing.assert_array_equal(block_hodges_lehmann(y[None]), block_hodges_lehmann(y)[None])
+    np.testing.assert_allclose(block_hodges_lehmann(2.5 * y), 2.5 * np.asarray(want), rtol=1e-12)
+    assert block_hodges_lehmann(np.array([[1.0, 2.0, 4.0]])).tolist() == [2.25]  # 1 1.5 2 2.5 3 4
+    assert block_hodges_lehmann(np.full((2, 1, 1), 0.3)).tolist() == [[0.3], [0.3]]  # k = 1
+    block = np.linspace(0.29, 0.31, 20)
+    assert block_hodges_lehmann(block[None]).tolist() == pytest.approx([0.30], rel=1e-12)
+    spiked = block.copy()
+    spiked[[3, 11]] *= 4.0  # two inferences 4x as long: the mean moves 30 %, the estimate < 1 %
+    assert block_hodges_lehmann(spiked[None]) / block_hodges_lehmann(block[None]) < 1.01
+    assert spiked.mean() / block.mean() > 1.25
+    bad = block.copy()
+    bad[5] = np.inf  # a broken event pair: the block is NaN, so the gate names round and engine
+    assert np.isnan(block_hodges_lehmann(np.stack([block, bad]))).tolist() == [False, True]
+    with pytest.raises(ValueError, match=r"k >= 1 inferences on the last axis, got shape \(2, 0\)"):
+        block_hodges_lehmann(np.zeros((2, 0)))
+    with pytest.raises(ValueError, match=r"got shape \(\)"):
+        block_hodges_lehmann(np.float64(0.3))
 
 
 # --------------------------------------------------------------------------------------------------
