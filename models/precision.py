@@ -483,6 +483,28 @@ def _prune(nodes: list[onnx.NodeProto], outputs: set[str]) -> list[onnx.NodeProt
         nodes = keep
 
 
+#: per-channel Q/DQ (DequantizeLinear's ``axis``) exists from opset 13; TensorRT needs it too
+QDQ_MIN_OPSET = 13
+
+
+def _at_least_opset(model: onnx.ModelProto, opset: int) -> onnx.ModelProto:
+    """``model`` converted up to ``opset`` when it is older (tf2onnx still emits opset 11:
+    onnxruntime's per-channel quantizer would write a ``DequantizeLinear`` with an ``axis`` that
+    opset 11 does not have, and the checker refuses the artifact)."""
+    if G.opset(model) >= opset:
+        return model
+    from onnx import version_converter
+
+    try:
+        return version_converter.convert_version(model, opset)
+    except Exception as exc:  # noqa: BLE001 - the converter raises several types
+        raise DataError(
+            f"int8: the model is opset {G.opset(model)}, and per-channel Q/DQ needs opset "
+            f"{opset}; onnx's version converter could not convert it ({exc}). Re-export the model "
+            f"with opset_version={opset} or newer"
+        ) from None
+
+
 def to_int8_qdq(
     model: onnx.ModelProto,
     calibration: np.ndarray,
@@ -495,7 +517,7 @@ def to_int8_qdq(
     get them transposed.
     """
     settings = settings or Int8Settings()
-    model = _named_copy(model)
+    model = _named_copy(_at_least_opset(model, QDQ_MIN_OPSET))
     feeds = _calibration_feeds(model, calibration)
     if_node = G.find_if(model.graph, if_name)
     if if_node is None:
