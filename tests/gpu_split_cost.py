@@ -106,10 +106,10 @@ def main(argv: list[str] | None = None) -> int:
             stream.synchronize()
             for c in closers:
                 c()
-            head = row["head"] - row["trunk"]  # the exit head's own kernels (+ its output copy)
+            head_ms = row["head"] - row["trunk"]  # the exit head's own kernels (+ its output copy)
             cond = row["always"] - row["head"]  # decision, condition kernel, IF node (body off)
-            excess = row["never"] - (row["twin"] + head + cond)
-            budget_rows.append(f"| {model} | {precision} | {row['twin']:.4f} | {head * 1e3:.1f} | "
+            excess = row["never"] - (row["twin"] + head_ms + cond)
+            budget_rows.append(f"| {model} | {precision} | {row['twin']:.4f} | {head_ms * 1e3:.1f} | "
                                f"{cond * 1e3:.1f} | {row['never']:.4f} | {excess * 1e3:+.1f} | "
                                f"{'yes' if excess <= 0.005 else 'NO'} |")  # fmt: skip
             extra = names["never"] - names["twin"]
