@@ -57,7 +57,7 @@ def ort_errors() -> tuple[type[Exception], ...]:
 
     names = ("Fail", "InvalidArgument", "InvalidGraph", "InvalidProtobuf", "NoSuchFile",
              "NotImplemented", "RuntimeException")  # fmt: skip
-    return (RuntimeError, ValueError, *(getattr(st, n) for n in names if hasattr(st, n)))
+    return tuple(getattr(st, n) for n in names if hasattr(st, n))
 
 
 def session(model: onnx.ModelProto):

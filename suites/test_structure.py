@@ -1,12 +1,13 @@
-"""The exit is real: an `If` whose condition depends on the input, matching branches, the flag
-produced inside them; and (with TensorRT installed) the conditional survives TensorRT's parser."""
+"""The exit is real: an `If` whose condition depends on the input, matching branches (declared and,
+run on a few inputs, produced), the flag produced inside them, thresholds that force each path;
+and (with TensorRT installed) the conditional survives TensorRT's parser."""
 
 from __future__ import annotations
 
 import pytest
 
 from fixtures.cases import Case
-from fixtures.workspace import Prepared, Workspace
+from fixtures.workspace import Prepared, PrepareError, Workspace
 from models.structure import ModelFileError
 
 
@@ -25,6 +26,12 @@ def test_exit_is_real(case: Case, workspace: Workspace) -> None:
         )
     assert a.condition == "data_dependent"
     assert a.exit_branch in ("then_branch", "else_branch")
+    # what only running shows: the branches' real output shapes, the flag, the forced paths
+    try:
+        p = workspace.prepare(case.model)
+    except PrepareError as exc:
+        pytest.fail(f"[{case.id}] the early exit is not real:\n{exc}", pytrace=False)
+    assert set(p.paths) == {"exit_always", "exit_never", "exit_default"}
 
 
 @pytest.mark.exitgate_cases(precision=True)
