@@ -102,14 +102,15 @@ def _manifest(entries: list[dict], path: Path) -> Path:
 
 @pytest.mark.slow
 def test_suite_passes_on_every_corpus_model(run_suite, tmp_path: Path) -> None:
-    """`pytest suites/ --model=M` on onnxruntime at fp32, fp16 and int8, every good model."""
+    """`pytest suites/ --model=M` on onnxruntime at fp32, fp16 and int8, every good model (two
+    xdist workers: the timing tests skip there, everything else runs)."""
     manifest = _manifest(GOOD, tmp_path / "corpus.toml")
     result = run_suite(str(REPO / "suites"), f"--model={manifest}", "--precision=fp32,fp16,int8",
-                       "--samples=48", "-p", "no:xdist", "-q")  # fmt: skip
+                       "--samples=32", "-n", "2", "-q")  # fmt: skip
     outcomes = result.parseoutcomes()
     assert "failed" not in outcomes and "errors" not in outcomes, result.stdout.str()[-6000:]
     # per model: structure, 3 precisions x (3 exit paths + correctness + audit + ...)
-    assert outcomes["passed"] >= 20 * len(GOOD), outcomes
+    assert outcomes["passed"] >= 18 * len(GOOD), outcomes
 
 
 @pytest.mark.slow
