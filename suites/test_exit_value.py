@@ -35,15 +35,6 @@ HOST_IMAGES = 64  # inputs timed per threshold on a host backend (a CPU: slow, r
 CLAIM = 1.10  # a strategy "claims" a speed-up when its path latencies promise at least this
 
 
-@pytest.fixture(scope="module")
-def value_engines():
-    cache: dict = {}
-    yield cache
-    for e in cache.values():
-        if isinstance(e, Engine):
-            e.close()
-
-
 def _twin(workspace: Workspace, case: Case, precision: str) -> Engine | None:
     if case.model.kind != "zoo":
         return None
@@ -122,13 +113,13 @@ def _summary(ms: np.ndarray) -> dict:
 @pytest.mark.serial
 @pytest.mark.exitgate_cases(precision=True, paths=("exit_default",))
 def test_exit_value(
-    case: Case, prepared: Prepared, workspace: Workspace, value_engines: dict, record
+    case: Case, prepared: Prepared, workspace: Workspace, strategy_cache: dict, record
 ) -> None:
     __tracebackhide__ = True
     from fixtures import cuda
 
     precision = case.precision or "fp32"
-    engines, notes = _engines(workspace, case, precision, value_engines)
+    engines, notes = _engines(workspace, case, precision, strategy_cache)
     device = cuda.available() is None and all(e.supports_device for e in engines.values())
     a, y = prepared.analysis, prepared.data.y
     t0 = prepared.default_threshold

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fixtures.backends.base import BackendUnavailable, Engine
+from fixtures.backends.base import BackendUnavailable
 from fixtures.cases import Case
 from fixtures.checks import check_decisions, check_fixed_path, fail
 from fixtures.compare import compare_runs
@@ -31,15 +31,6 @@ ROUNDS, K = 30, 20
 # exit_never); other models: faster at exit_always, exit_never recorded only
 TARGETS: dict[str, tuple[float, float | None]] = {"resnet56": (2.0, 0.25)}
 DEFAULT_TARGET: tuple[float, float | None] = (1.0, None)
-
-
-@pytest.fixture(scope="module")
-def strategy_cache():
-    cache: dict = {}
-    yield cache
-    for e in cache.values():
-        if isinstance(e, Engine):
-            e.close()
 
 
 def _runs(workspace: Workspace, case: Case, prepared: Prepared, cache: dict, t: float):
