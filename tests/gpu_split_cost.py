@@ -41,7 +41,14 @@ def kernels(torch, launch, stream: cuda.Stream, n: int = 50) -> tuple[Counter, f
           and e.time_range.end > e.time_range.start]  # fmt: skip
     names = Counter(e.name[:70] for e in ev)
     busy = sum(e.time_range.end - e.time_range.start for e in ev) / 1e3 / n
+    DURATIONS.clear()
+    for e in ev:  # us per replay, by kernel name (for --detail)
+        DURATIONS[e.name[:70]] = DURATIONS.get(e.name[:70], 0.0) + (
+            e.time_range.end - e.time_range.start) / n  # fmt: skip
     return Counter({k: v / n for k, v in names.items()}), busy
+
+
+DURATIONS: dict[str, float] = {}
 
 
 def trunk_only(torch, model: str, precision: str, stream: cuda.Stream):
@@ -71,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models", default="resnet8,resnet56,alexnet")
     ap.add_argument("--precisions", default="fp16,fp32")
+    ap.add_argument("--detail", action="store_true", help="GPU time per kernel name, twin vs never")
     args = ap.parse_args(argv)
     import torch
 
@@ -91,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             head = TorchEngine(model, "exit_head", precision, "cuda")
             trunk, deep = torch_halves(model, "concat", precision)
             split = StrategyEngine(trunk, deep, "split_graph", [FEATS])
-            names = {}
+            names, durations = {}, {}
             for label, eng, t in (("twin", twin, None), ("head", head, None),
                                   ("never", split, math.inf), ("always", split, -math.inf)):  # fmt: skip
                 feeds = {"input": img} if t is None else {"input": img,
@@ -100,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
                 closers.append(close)
                 row[label] = back_to_back_ms(launch, stream)
                 names[label], _ = kernels(torch, launch, stream)
+                durations[label] = dict(DURATIONS)
             launch, close = trunk_only(torch, model, precision, stream)
             closers.append(close)
             row["trunk"] = back_to_back_ms(launch, stream)
@@ -112,6 +121,13 @@ def main(argv: list[str] | None = None) -> int:
             budget_rows.append(f"| {model} | {precision} | {row['twin']:.4f} | {head_ms * 1e3:.1f} | "
                                f"{cond * 1e3:.1f} | {row['never']:.4f} | {excess * 1e3:+.1f} | "
                                f"{'yes' if excess <= 0.005 else 'NO'} |")  # fmt: skip
+            if args.detail:
+                keys = sorted(set(durations["twin"]) | set(durations["never"]))
+                print(f"\n{model} {precision}: GPU us per replay by kernel (twin / never)")
+                for k in keys:
+                    a, b = durations["twin"].get(k, 0.0), durations["never"].get(k, 0.0)
+                    if abs(a - b) >= 0.3:
+                        print(f"  {a:7.2f} {b:7.2f}  {k}")
             extra = names["never"] - names["twin"]
             extras[(model, precision)] = extra
             print(f"| {model} | {precision} | {row['twin']:.4f} | {row['head']:.4f} | "
