@@ -64,7 +64,8 @@ def write_plots(run: dict[str, Any], out: Path) -> list[str]:
               if "tradeoff" in t.get("props", {}) and "case" in t.get("props", {})]  # fmt: skip
     from matplotlib.ticker import NullFormatter
 
-    curves = [(c, tr) for c, tr in curves if all(x is not None for x in tr["accuracy"])]
+    curves = [(c, tr) for c, tr in curves
+              if all(x is not None for x in tr["accuracy"]) and tr["latency_ms"]]  # fmt: skip
     if curves:  # one panel per case: a curve per strategy, the no-exit twin as a star
         cols = min(3, len(curves))
         rows = -(-len(curves) // cols)

@@ -80,3 +80,16 @@ def test_suite_records_the_stream_and_the_tradeoff_on_onnxruntime(run_suite, pyt
     summary = (pytester.path / "report" / "summary.md").read_text()
     assert "What the exit is worth" in summary and "no-exit twin" in summary
     assert (pytester.path / "report" / "tradeoff.png").stat().st_size > 10_000
+
+
+def test_a_run_where_no_strategy_runs_skips_and_still_writes_its_report(
+    run_suite, pytester
+) -> None:
+    """--backend=tensorrt on a CPU: no engine runs, so the exit value is skipped with the reason
+    (not a vacuous pass), and the report is still written (no empty plot panel breaks it)."""
+    result = run_suite(str(REPO / "suites" / "test_exit_value.py"), "--zoo=resnet8",
+                       "--layout=concat", "--samples=16", "--backend=tensorrt")  # fmt: skip
+    assert result.ret == 0, result.stdout.str()
+    assert result.parseoutcomes() == {"skipped": 1}, result.stdout.str()
+    result.stdout.fnmatch_lines(["*no execution strategy runs here*"])
+    assert (pytester.path / "report" / "run.json").is_file()
