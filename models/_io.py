@@ -15,10 +15,12 @@ import os
 import re
 import shutil
 import stat
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from filelock import FileLock
 
@@ -197,3 +199,22 @@ def dist_version(*names: str) -> str | None:
         except metadata.PackageNotFoundError:
             continue
     return None
+
+
+def parse_toml(raw: bytes, source: str, what: str, error: type[Exception]) -> dict[str, Any]:
+    """The TOML document in ``raw`` (the bytes of ``source``, a ``what``: "manifest", "device
+    profile"); otherwise ``error`` naming the file and what is wrong (the byte that is not UTF-8,
+    the TOML error)."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10 (JetPack 6)
+        import tomli as tomllib
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise error(
+            f"{source}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); save "
+            f"the {what} as UTF-8"
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise error(f"{source}: not valid TOML ({exc}); fix the {what}") from None

@@ -73,7 +73,9 @@ def test_malformed_profile_names_the_file_and_key(tmp_path) -> None:
     with pytest.raises(ProfileError, match=rf"{bad}: unknown precision\(s\) \['fp64'\]"):
         load_profile(str(bad))
     bad.write_text("name = ")
-    with pytest.raises(ProfileError, match=rf"{bad}: cannot read device profile"):
+    with pytest.raises(
+        ProfileError, match=rf"{bad}: not valid TOML \(.*\); fix the device profile"
+    ):
         load_profile(str(bad))
     bad.write_text(text.replace("workspace_mib = 1024", ""))
     with pytest.raises(ProfileError, match=rf"{bad}: missing key 'workspace_mib'"):
