@@ -6,7 +6,7 @@ latency); that is what its own stats, ``pytest-benchmark compare`` and
 ``extra_info["exitgate_blocks"]`` the block medians ``python -m reports compare`` needs to compare
 two runs (e.g. two TensorRT versions) with real statistics:
 
-- ``gpu_compute_ms`` (device engines): trtexec-style GPU compute time (``fixtures.timing``:
+- ``gpu_compute_ms`` (device engines): trtexec-style GPU compute time (``fixtures.measure.timing``:
   work queued ahead of the GPU, an event pair per inference), in ``BLOCKS`` blocks of ``K``
   consecutive inferences, the median of each;
 - ``host_latency_ms``: pytest-benchmark's own rounds, in time order, in blocks of ``HOST_K``.
@@ -43,7 +43,7 @@ def _blocks(config: pytest.Config) -> int:
 def _host_blocks(benchmark, blocks: dict) -> None:
     if benchmark.stats is None:  # pytest-benchmark disabled (e.g. xdist, --benchmark-disable)
         return
-    from fixtures.timing import block_medians_in_order
+    from fixtures.measure.timing import block_medians_in_order
 
     data_ms = np.asarray(benchmark.stats.stats.data, dtype=float) * 1e3
     blocks["host_k"] = HOST_K
@@ -66,7 +66,8 @@ def test_benchmark(
     blocks: dict = {}
     benchmark.extra_info[BLOCKS_KEY] = blocks
     if engine.supports_device:
-        from fixtures import cuda, timing
+        from fixtures.gpu import cuda
+        from fixtures.measure import timing
 
         stream = cuda.Stream()
         launch, how, close = timing.device_launcher(engine, feeds, stream)

@@ -20,7 +20,7 @@ def test_twin_is_capturable(
     case: Case, workspace: Workspace, device_engine, cuda_stream, record
 ) -> None:
     __tracebackhide__ = True
-    from fixtures.cuda import check_capturable
+    from fixtures.gpu.capturability import check_capturable
 
     x = workspace.data().x
     feeds = {"input_a": {"input": x[:1]}, "input_b": {"input": x[1:2]}}
@@ -37,7 +37,7 @@ def test_early_exit_capture(
     request: pytest.FixtureRequest,
 ) -> None:  # fmt: skip
     __tracebackhide__ = True
-    from fixtures.cuda import check_capturable
+    from fixtures.gpu.capturability import check_capturable
 
     profile = workspace.settings.profile
     if not profile.conditional_capturable:

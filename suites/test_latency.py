@@ -1,13 +1,13 @@
 """The latency-ordering gate (FP32 > FP16 > INT8 per the device profile) and proof that the untaken
 branch is skipped, with interleaved rounds and a sequential, three-outcome paired test
-(``fixtures/stats.py``).
+(``fixtures/measure/stats.py``).
 
 Each test times its engines in interleaved rounds (per round and engine, one block of 20 inferences
 reduced to its Hodges-Lehmann estimate) and decides each pair (slow, fast) at 40 rounds;
 a pair that is neither established nor inverted gets 40 more, up to 120 (3x the default budget),
 with the error rate split over the looks. Only the engines of undecided pairs are timed again.
 Holm's correction runs over every ordering pair of the run (the family size is counted from the
-collected cases; :class:`fixtures.stats.GateFamily`), and at the end of the session Holm is applied
+collected cases; :class:`fixtures.measure.stats.GateFamily`), and at the end of the session Holm is applied
 to all of them at once. HOLDS passes; INVERTED fails; INCONCLUSIVE passes with a warning that gives
 the ratio and its one-sided bounds. Each exit path is gated separately.
 """
@@ -22,7 +22,7 @@ import pytest
 
 from fixtures.backends.base import BackendUnavailable, Engine
 from fixtures.cases import Case
-from fixtures.stats import (
+from fixtures.measure.stats import (
     DEFAULT_PLAN,
     GateFamily,
     PairResult,
@@ -75,7 +75,7 @@ def _measure(launchers: _Launchers):
     """``measure(active, rounds, look)`` for run_sequential: interleaved blocks of the active
     engines, CUDA events (device) or perf_counter_ns (host), each block reduced to its
     Hodges-Lehmann estimate (robust as a median, nearly as efficient as a mean)."""
-    from fixtures import timing
+    from fixtures.measure import timing
 
     def measure(active: list[str], rounds: int, look: int) -> np.ndarray:
         fns = {label: launchers.fns[label] for label in active}
@@ -98,7 +98,7 @@ class _Launchers:
         self._closers: list = []
         self.stream = None
         if device:
-            from fixtures import cuda
+            from fixtures.gpu import cuda
 
             self.stream = cuda.Stream()
             self._closers.append(self.stream.close)
@@ -107,7 +107,7 @@ class _Launchers:
         if self.stream is None:
             self.fns[label] = lambda: engine.run(feeds)
             return
-        from fixtures.timing import device_launcher
+        from fixtures.measure.timing import device_launcher
 
         self.fns[label], _, close = device_launcher(engine, feeds, self.stream)
         self._closers.insert(0, close)  # graphs before the stream

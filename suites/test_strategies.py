@@ -22,7 +22,7 @@ from fixtures.backends.base import BackendUnavailable
 from fixtures.cases import Case
 from fixtures.checks import check_decisions, check_fixed_path, fail
 from fixtures.compare import compare_runs
-from fixtures.stats import Verdict, ordering_gate
+from fixtures.measure.stats import Verdict, ordering_gate
 from fixtures.strategies import strategy_engine, strategy_unavailable
 from fixtures.workspace import Prepared, RunResult, Workspace
 
@@ -88,7 +88,8 @@ def test_strategy_latency(
     case: Case, prepared: Prepared, workspace: Workspace, strategy_cache: dict, record
 ) -> None:
     __tracebackhide__ = True
-    from fixtures import cuda, timing
+    from fixtures.gpu import cuda
+    from fixtures.measure import timing
 
     backend = workspace.settings.backend
     reason = cuda.available()

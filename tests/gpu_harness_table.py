@@ -3,9 +3,9 @@
     python -m tests.gpu_harness_table [--twins resnet8,resnet56,alexnet] [--precisions fp32,fp16]
 
 For each zoo no-exit twin (torch backend, channels_last, replayed from a CUDA graph, the way the
-suites time it through ``fixtures.timing.device_launcher``) it prints:
+suites time it through ``fixtures.measure.timing.device_launcher``) it prints:
 
-- **harness**: median GPU compute time of ``fixtures.timing.time_device`` (trtexec's loop: work
+- **harness**: median GPU compute time of ``fixtures.measure.timing.time_device`` (trtexec's loop: work
   queued ahead of the GPU, an event pair per inference);
 - **back-to-back**: CUDA events around N graph replays launched back to back, divided by N (the
   median of several such runs): an independent figure of the GPU's time per inference;
@@ -29,7 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fixtures import cuda, timing
+from fixtures.gpu import cuda
+from fixtures.measure import timing
 
 TWINS = ("resnet8", "resnet56", "alexnet")
 PRECISIONS = ("fp32", "fp16")

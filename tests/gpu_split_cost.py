@@ -19,7 +19,8 @@ from collections import Counter
 
 import numpy as np
 
-from fixtures import cuda, timing
+from fixtures.gpu import cuda
+from fixtures.measure import timing
 from tests.gpu_harness_table import back_to_back_ms
 
 

@@ -3,7 +3,7 @@
     python -m tests.simulate_gates                 # 1000 trials a cell (about two minutes)
     python -m tests.simulate_gates --trials 300    # quicker
 
-1. The **in-run ordering gate** (``fixtures.stats.SequentialGate``, as ``suites/test_latency.py``
+1. The **in-run ordering gate** (``fixtures.measure.stats.SequentialGate``, as ``suites/test_latency.py``
    drives it): FP32, FP16 and INT8 engines interleaved in randomised order per round, one block
    estimate of k = 20 inferences per engine and round (Hodges-Lehmann, ``block_hodges_lehmann``;
    block medians for contrast), looks at 40 / 80 / 120 rounds.
@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fixtures.stats import SequentialGate, SequentialPlan, block_hodges_lehmann
+from fixtures.measure.stats import SequentialGate, SequentialPlan, block_hodges_lehmann
 from reports.compare import DEFAULTS, decide
 
 K = 20

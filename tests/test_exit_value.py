@@ -10,8 +10,8 @@ import time
 import numpy as np
 import pytest
 
-from fixtures import timing
-from fixtures.stats import speedup_interval
+from fixtures.measure import timing
+from fixtures.measure.stats import speedup_interval
 from tests.conftest import REPO
 
 

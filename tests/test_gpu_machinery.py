@@ -14,7 +14,8 @@ import contextlib
 import numpy as np
 import pytest
 
-from fixtures import cond_graph, cuda, stats, timing
+from fixtures.gpu import capturability, cond_graph, cuda
+from fixtures.measure import stats, timing
 
 pytestmark = pytest.mark.gpu
 
@@ -207,7 +208,7 @@ def test_plain_convnet_captures_and_replays_match(torch, stream):
         eng.y.copy_(torch.softmax(deep(trunk(eng.x["input"])), 1))
 
     eng = TorchEngine(torch, forward, {"input": (1, 3, 32, 32)}, (1, 10))
-    verdict = cuda.check_capturable(eng, {"a": {"input": _image(1)}, "b": {"input": _image(2)}},
+    verdict = capturability.check_capturable(eng, {"a": {"input": _image(1)}, "b": {"input": _image(2)}},
                                     stream)  # fmt: skip
     assert verdict.capturable, verdict.message
     assert verdict.replay_matches == {"a": True, "b": True}
@@ -251,7 +252,7 @@ def test_eager_exit_with_host_sync_is_not_capturable(torch, stream):
     eng = TorchEngine(torch, _exit_forward(torch, trunk, head, deep),
                       {"input": (1, 3, 32, 32), "threshold": (1,)}, (1, 11))  # fmt: skip
     paths = _exit_paths()
-    verdict = cuda.check_capturable(eng, paths, stream)
+    verdict = capturability.check_capturable(eng, paths, stream)
     print(f"MEASURE eager_exit_verdict={verdict.message!r}")
     assert not verdict.capturable
     assert not verdict.captured, "a host sync under capture must invalidate the capture"
@@ -270,7 +271,7 @@ def test_frozen_branch_is_caught_by_per_path_replay(torch, stream):
     eng = TorchEngine(torch, _exit_forward(torch, trunk, head, deep, host_flag),
                       {"input": (1, 3, 32, 32), "threshold": (1,)}, (1, 11))  # fmt: skip
     eng.flag = torch.zeros(1, device="cuda")
-    verdict = cuda.check_capturable(eng, _exit_paths(), stream)
+    verdict = capturability.check_capturable(eng, _exit_paths(), stream)
     print(f"MEASURE frozen_branch_verdict={verdict.message!r}")
     assert verdict.captured, f"this engine should capture (with a frozen branch): {verdict.message}"
     assert not verdict.capturable

@@ -1,4 +1,4 @@
-"""Self-tests of fixtures/stats.py: the sequential ordering gate on synthetic timings with known
+"""Self-tests of fixtures/measure/stats.py: the sequential ordering gate on synthetic timings with known
 truth, its error control, its bounds, Holm across a run, and the trtexec-style summaries.
 
 The noise model is the one of ``tests/simulate_gates.py`` (lognormal, spikes, bursts, round-level
@@ -24,7 +24,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy import stats as sps
 
-from fixtures.stats import (
+from fixtures.measure.stats import (
     DEFAULT_PLAN,
     MIN_ROUNDS,
     TRTEXEC_COV_WARN,
@@ -626,6 +626,6 @@ def test_enqueue_bound_rejects_bad_input(args: tuple, message: str) -> None:
 
 
 def test_module_imports_scipy_lazily() -> None:
-    code = "import sys, fixtures.stats; sys.exit('scipy' in sys.modules)"
+    code = "import sys, fixtures.measure.stats; sys.exit('scipy' in sys.modules)"
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, check=False)
-    assert proc.returncode == 0, "importing fixtures.stats pulled in scipy " + proc.stderr.decode()
+    assert proc.returncode == 0, "importing fixtures.measure.stats pulled in scipy " + proc.stderr.decode()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fixtures import telemetry
+from fixtures.gpu import telemetry
 from tests.conftest import REPO
 
 

@@ -55,7 +55,7 @@ def onnx_file(tmp_path: Path):
 
 
 def _no_gpu_reason() -> str | None:
-    from fixtures import cuda
+    from fixtures.gpu import cuda
 
     return cuda.available()
 
@@ -489,7 +489,7 @@ def test_strong_mode_refuses_a_mislabelled_artifact(rtx) -> None:
 
 
 class _FakeMemory:
-    """STAND-IN for fixtures.cuda's malloc/memcpy_htod/free (no GPU here): records the copies."""
+    """STAND-IN for fixtures.gpu.cuda's malloc/memcpy_htod/free (no GPU here): records the copies."""
 
     def __init__(self) -> None:
         self.next, self.live, self.copies = 0x1000, set(), []
@@ -796,7 +796,7 @@ def test_build_without_gpu_is_unavailable(rtx, onnx_file, tmp_path: Path) -> Non
 
 
 def _standin_gpu(name: str, cc: str) -> dict:
-    """STAND-IN for fixtures.cuda.device_properties() of a GPU this machine does not have."""
+    """STAND-IN for fixtures.gpu.cuda.device_properties() of a GPU this machine does not have."""
     major, minor = (int(v) for v in cc.split("."))
     return {
         "device": 0,
@@ -930,7 +930,7 @@ class _StandinContext:
 
 
 class _StandinBuffer:
-    """STAND-IN for ``fixtures.cuda.DeviceBuffer``: a fake device pointer; close() frees it."""
+    """STAND-IN for ``fixtures.gpu.cuda.DeviceBuffer``: a fake device pointer; close() frees it."""
 
     next_ptr = 0x10000
 
@@ -1065,8 +1065,8 @@ def test_capture_asks_the_rtx_context_first() -> None:
 def test_engine_runs_both_exit_paths(onnx_file, tmp_path: Path, layout: str) -> None:
     """On a GPU: the engine matches onnxruntime on both exit paths, through run() and through
     load_inputs / enqueue on a foreign stream / read_outputs; then the inspector audit."""
-    from fixtures import cuda
     from fixtures.backends.onnxruntime import session
+    from fixtures.gpu import cuda
 
     src = onnx_file(early_exit_graph(layout))
     try:

@@ -2,7 +2,7 @@
 
 ``fixtures/strategies.py`` runs a split model as two TensorRT engines: the deep engine reads every
 boundary tensor straight from the trunk engine's device buffer (``set_tensor_address``), and the
-conditional-graph kernel (``fixtures/cond_graph.py``) reads the trunk's ``go_deep`` to decide. That
+conditional-graph kernel (``fixtures/gpu/cond_graph.py``) reads the trunk's ``go_deep`` to decide. That
 only works if both halves agree on every boundary tensor's shape and data type and ``go_deep`` is
 the float32 scalar the kernel dereferences. Running the engines needs a GPU TensorRT runs on; this
 test proves the contract where it can be proved without one: for every zoo model, flag layout and
@@ -175,7 +175,7 @@ def test_the_kernel_reads_a_float32_decision() -> None:
     """The other side of the decision contract, from the code that reads it on the device."""
     import inspect
 
-    from fixtures import cond_graph
+    from fixtures.gpu import cond_graph
 
     src = cond_graph.KERNEL_SOURCE
     assert re.search(r"const float\*\s*decision", src), "the kernel no longer reads a float*"
