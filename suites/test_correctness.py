@@ -36,7 +36,7 @@ def test_export_matches_eager(case: Case, prepared: Prepared, workspace: Workspa
     pytest.importorskip("torch", reason="install PyTorch (pip install -e '.[zoo]') to compare the "
                         "export with the eager module")  # fmt: skip
     t = prepared.threshold_for(case.path)
-    eager = workspace.candidate(case.model, "fp32", t, backend="torch_cpu")
+    eager = workspace.candidate(case.model, "fp32", t, backend="torch", device="cpu")
     onnx = workspace.reference(case.model, t)
     flips = np.flatnonzero(eager.flag != onnx.flag)
     if len(flips):

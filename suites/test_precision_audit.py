@@ -47,7 +47,8 @@ def _record_engine_audit(case: Case, workspace: Workspace, artifact, record) -> 
     """The same audit read back from the built engine (TensorRT's engine inspector): which data
     types each branch's layers produce, so "INT8 slower than FP16" can be explained."""
     from fixtures.backends.base import BackendUnavailable
-    from fixtures.backends.tensorrt import audit_by_branch, inspect_onnx, layer_precisions
+    from fixtures.backends.tensorrt.compat import inspect_onnx
+    from fixtures.backends.tensorrt.inspector import audit_by_branch, layer_precisions
 
     try:
         engine = workspace.engine(case.model, case.precision or "fp32")

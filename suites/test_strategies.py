@@ -19,11 +19,12 @@ import numpy as np
 import pytest
 
 from fixtures.backends.base import BackendUnavailable
+from fixtures.backends.base import backend as get_descriptor
 from fixtures.cases import Case
 from fixtures.checks import check_decisions, check_fixed_path, fail
 from fixtures.compare import compare_runs
 from fixtures.measure.stats import Verdict, ordering_gate
-from fixtures.strategies import strategy_engine, strategy_unavailable
+from fixtures.strategies import device_split_backends, strategy_engine, strategy_unavailable
 from fixtures.workspace import Prepared, RunResult, Workspace
 
 ROUNDS, K = 30, 20
@@ -95,9 +96,10 @@ def test_strategy_latency(
     reason = cuda.available()
     if reason:
         pytest.skip(f"[{case.id}] the strategy latency comparison needs a GPU: {reason}")
-    if backend not in ("torch", "tensorrt"):
-        pytest.skip(f"[{case.id}] split engines with device halves exist for --backend=torch "
-                    f"and tensorrt ({strategy_unavailable(backend, 'split_graph') or backend})")  # fmt: skip
+    if not (get_descriptor(backend).device and get_descriptor(backend).split_halves):
+        pytest.skip(f"[{case.id}] split engines with device halves exist for "
+                    f"{device_split_backends()} "
+                    f"({strategy_unavailable(backend, 'split_graph') or backend})")  # fmt: skip
     precision = case.precision or "fp32"
     feeds = prepared.feed(prepared.threshold_for(case.path))
     engines, notes = {}, {}

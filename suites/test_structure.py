@@ -40,7 +40,7 @@ def test_tensorrt_keeps_conditional(case: Case, prepared: Prepared, workspace: W
     traced-away condition leaves none: the model would never exit on the device)."""
     __tracebackhide__ = True
     trt_backend = pytest.importorskip(
-        "fixtures.backends.tensorrt", reason="the TensorRT backend module is not available"
+        "fixtures.backends.tensorrt.compat", reason="the TensorRT backend module is not available"
     )
     from fixtures.backends.base import BackendUnavailable
 

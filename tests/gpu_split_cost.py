@@ -83,8 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     import torch
 
-    from fixtures.backends.torch import TorchEngine
-    from fixtures.strategies import FEATS, StrategyEngine, torch_halves
+    from fixtures.backends.torch.engine import TorchEngine
+    from fixtures.backends.torch.halves import torch_halves
+    from fixtures.strategies import FEATS, StrategyEngine
 
     stream = cuda.Stream()
     img = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)

@@ -142,7 +142,8 @@ def test_tensorrt_rtx_builds_every_precision_with_its_conditional(
     """The model as the suite prepares it (threshold input, dynamic dims pinned), in every
     precision, parses with CONDITION layers and builds on TensorRT-RTX's CPU builder."""
     from fixtures.backends.base import BackendUnavailable
-    from fixtures.backends.tensorrt import build_plan, import_tensorrt, inspect_onnx
+    from fixtures.backends.tensorrt.build import build_plan
+    from fixtures.backends.tensorrt.compat import import_tensorrt, inspect_onnx
     from models.artifacts import ArtifactCache
     from models.precision import fp16_artifact, int8_artifact
     from models.structure import analyze, drivable, load_model

@@ -220,14 +220,19 @@ def test_bad_case_timeout(run_suite, args: list[str], message: str) -> None:
 
 
 FAKE_OOM = """
+import dataclasses
+
 from fixtures.backends import base
-from fixtures.backends.tensorrt import TrtBuildError
+from fixtures.backends.tensorrt.build import TrtBuildError
 
 MESSAGE = "TensorRT could not build {onnx} ({precision}): [E] out of memory (workspace 0 MiB)"
 
 
 def pytest_configure(config):
-    base.BACKENDS["onnxruntime"] = "fake_oom:build"
+    base.BACKENDS["onnxruntime"] = "fake_oom:DESCRIPTOR"
+
+
+DESCRIPTOR = dataclasses.replace(base.backend("onnxruntime"), factory="fake_oom:build")
 
 
 def build(onnx_path, precision, **options):
@@ -264,7 +269,7 @@ def test_failed_build_fails_its_tests_only(run_suite, tmp_path: Path, monkeypatc
 
 
 def test_tensorrt_with_tiny_workspace_profile_runs_structure(run_suite, tmp_path: Path) -> None:
-    pytest.importorskip("fixtures.backends.tensorrt")
+    pytest.importorskip("fixtures.backends.tensorrt.engine")
     result = run_suite(str(REPO / "suites" / "test_structure.py"),
                        str(REPO / "suites" / "test_exit_flag.py"), *ZOO, "--backend=tensorrt",
                        f"--device={_tiny_profile(tmp_path)}", "--device-mismatch=warn",

@@ -175,7 +175,7 @@ def test_unsplittable_models_are_refused(spec: graphs.Spec, code: str) -> None:
 @pytest.fixture(scope="module")
 def trt_halves():
     from fixtures.backends.base import BackendUnavailable
-    from fixtures.backends.tensorrt import import_tensorrt
+    from fixtures.backends.tensorrt.compat import import_tensorrt
 
     try:
         import_tensorrt()
@@ -187,7 +187,7 @@ def trt_halves():
 
 
 def test_tensorrt_parses_both_halves_trunk_has_no_conditional(trt_halves, record_property) -> None:
-    from fixtures.backends.tensorrt import inspect_onnx
+    from fixtures.backends.tensorrt.compat import inspect_onnx
 
     trunk = inspect_onnx(trt_halves.trunk.SerializeToString())
     deep = inspect_onnx(trt_halves.deep.SerializeToString())
@@ -204,7 +204,7 @@ def test_tensorrt_parses_both_halves_trunk_has_no_conditional(trt_halves, record
 @pytest.mark.slow
 @pytest.mark.parametrize("half", ["trunk", "deep"])
 def test_tensorrt_builds_both_halves_fp32(trt_halves, half: str) -> None:
-    from fixtures.backends.tensorrt import build_plan
+    from fixtures.backends.tensorrt.build import build_plan
 
     plan = build_plan(getattr(trt_halves, half).SerializeToString(), "fp32", "strong")
     assert len(plan) > 1000

@@ -267,19 +267,19 @@ def test_planted_plan_is_refused_and_rebuilt(tmp_path: Path, monkeypatch) -> Non
         pytest.skip(NEEDS_ROOT)
     pytest.importorskip("tensorrt_rtx", reason="TensorRT for RTX is not installed: pip install "
                         "tensorrt-rtx-cu13 (CPU parser+builder)")  # fmt: skip
-    from fixtures.backends import tensorrt as T
+    from fixtures.backends.tensorrt import compat, plan_cache
     from tests.onnx_graphs import early_exit_graph
 
-    monkeypatch.setenv(T.FLAVOR_ENV, "tensorrt_rtx")
+    monkeypatch.setenv(compat.FLAVOR_ENV, "tensorrt_rtx")
     src = tmp_path / "model.onnx"
     src.write_bytes(early_exit_graph().SerializeToString())
     cache, device = ArtifactCache(tmp_path / "cache"), {"name": "cpu", "compute_capability": None}
     opts = {"workspace_bytes": 1 << 28, "opt_level": 0}
-    path = T.cached_plan(cache, src, "fp32", "strong", opts, device)
+    path = plan_cache.cached_plan(cache, src, "fp32", "strong", opts, device)
     os.chown(path, OTHER_UID, OTHER_UID)
-    with pytest.raises(T.PlanCacheError) as info:
-        T.load_plan(cache, path)
+    with pytest.raises(plan_cache.PlanCacheError) as info:
+        plan_cache.load_plan(cache, path)
     assert f"{path} is owned by uid {OTHER_UID}, not by you" in str(info.value)
-    assert T.cached_plan(cache, src, "fp32", "strong", opts, device) == path
-    assert cache.builds == {T.PLAN_KIND: 2} and path.stat().st_uid == os.geteuid()
-    assert T.load_plan(cache, path) == path.read_bytes()
+    assert plan_cache.cached_plan(cache, src, "fp32", "strong", opts, device) == path
+    assert cache.builds == {plan_cache.PLAN_KIND: 2} and path.stat().st_uid == os.geteuid()
+    assert plan_cache.load_plan(cache, path) == path.read_bytes()

@@ -3,7 +3,7 @@
     python tests/trt_api/patch_stubs.py TYPINGS        # once: stubs into a private folder
     python tests/trt_api/typecheck.py --typings TYPINGS
 
-1. mypy (``tests/trt_api/mypy.ini``: ``fixtures/backends/tensorrt.py``, ``fixtures/trt_compat.py``,
+1. mypy (``tests/trt_api/mypy.ini``: the package ``fixtures/backends/tensorrt/`` and
    ``fixtures/strategies.py``) must report no error.
 2. The same files, copied with planted misuses, must fail with the expected errors: a renamed
    member, a wrong argument kind, an RTX-only member used without feature detection (the stubs
@@ -27,7 +27,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "tests" / "trt_api" / "mypy.ini"
-TRT = "fixtures/backends/tensorrt.py"
+TRT = "fixtures/backends/tensorrt/engine.py"
 
 #: name -> (file, original text, planted text, what mypy must say about the planted line)
 PLANTS = {
