@@ -97,6 +97,7 @@ def combined_graph(
     stream: Stream,
     mode: str,
     child: Any = None,
+    set_cond: Callable[[Any, Stream], None] | None = None,
 ) -> Any:
     """One graph: [trunk] -> condition kernel -> body, where the body is (``mode``):
 
@@ -117,11 +118,20 @@ def combined_graph(
             trunk(stream.handle)
         if mode == "linear":
             body(stream.handle)
+        elif mode == "child":  # no conditional handle: one without its node fails instantiation
+            graph, deps = cond_graph._capture_graph_and_deps(stream)
+            sub = ctg_graph(body, body_stream, warmed=True)
+            node = check(rt.cudaGraphAddChildGraphNode(graph, deps, len(deps), sub), "child")
+            rt.cudaGraphDestroy(sub)
+            cond_graph._set_capture_deps(stream, [node])
         else:
             graph, _ = cond_graph._capture_graph_and_deps(stream)
             flags = rt.cudaGraphConditionalHandleFlags.cudaGraphCondAssignDefault
             handle = check(rt.cudaGraphConditionalHandleCreate(graph, 0, flags), "handle")
-            cond_graph._launch_set_conditional(handle, decision_ptr, stream)
+            if set_cond is None:
+                cond_graph._launch_set_conditional(handle, decision_ptr, stream)
+            else:
+                set_cond(handle, stream)
             graph, deps = cond_graph._capture_graph_and_deps(stream)
             if mode in ("if", "ifchild"):
                 params = rt.cudaGraphNodeParams()
@@ -137,10 +147,6 @@ def combined_graph(
                     check(rt.cudaStreamEndCapture(body_stream.raw), "EndCapture(body)")
                 else:
                     check(rt.cudaGraphAddChildGraphNode(body_graph, None, 0, child), "child in IF")
-            elif mode == "child":
-                sub = ctg_graph(body, body_stream, warmed=True)
-                node = check(rt.cudaGraphAddChildGraphNode(graph, deps, len(deps), sub), "child")
-                rt.cudaGraphDestroy(sub)
             else:
                 raise ValueError(mode)
             cond_graph._set_capture_deps(stream, [node])
@@ -154,6 +160,63 @@ def combined_graph(
 
 
 STREAMS: list[Stream] = []
+
+FUSED_SOURCE = r"""
+typedef unsigned long long cudaGraphConditionalHandle;
+extern "C" __device__ __cudart_builtin__ void cudaGraphSetConditional(
+    cudaGraphConditionalHandle handle, unsigned int value);
+
+// the trunk's decision (amax, > threshold, where) and the condition in one one-thread kernel:
+// the fused model exits when max(probs) > t (strict); go deep otherwise (NaN too)
+extern "C" __global__ void exitgate_decide(cudaGraphConditionalHandle handle, const float* probs,
+                                           int n, const float* threshold, float* go_deep) {
+    float m = probs[0];
+    bool nan = m != m;
+    for (int i = 1; i < n; ++i) { float v = probs[i]; nan |= v != v; m = v > m ? v : m; }
+    unsigned int go = (!nan && m > *threshold) ? 0u : 1u;
+    *go_deep = go ? 1.0f : 0.0f;
+    cudaGraphSetConditional(handle, go);
+}
+"""
+
+
+def fused_kernel() -> Any:
+    """exitgate_decide compiled with NVRTC (cubin for this device) and loaded."""
+    b = cuda.bindings()
+    nv = b.nvrtc
+    cond_graph._ensure_context()
+    props = cuda.device_properties(check(_rt().cudaGetDevice(), "cudaGetDevice"))
+    opt = f"--gpu-architecture=sm_{props['major'] * 10 + props['minor']}".encode()
+    prog = check(nv.nvrtcCreateProgram(FUSED_SOURCE.encode(), b"fused.cu", 0, [], []))
+    res = nv.nvrtcCompileProgram(prog, 1, [opt])
+    if int(res[0]) != 0:
+        size = check(nv.nvrtcGetProgramLogSize(prog))
+        log = b" " * size
+        check(nv.nvrtcGetProgramLog(prog, log))
+        raise RuntimeError(log.decode(errors="replace"))
+    size = check(nv.nvrtcGetCUBINSize(prog))
+    image = b" " * size
+    check(nv.nvrtcGetCUBIN(prog, image))
+    module = check(b.driver.cuModuleLoadData(image), "cuModuleLoadData")
+    KEEP.append(module)
+    return check(b.driver.cuModuleGetFunction(module, b"exitgate_decide"))
+
+
+KEEP: list[Any] = []
+
+
+def fused_setter(func: Any, probs: int, n: int, threshold: int, go_deep: int):
+    def launch(handle: Any, stream: Stream) -> None:
+        b = cuda.bindings()
+        vals = [np.array([cuda.native_handle(handle)], np.uint64), np.array([probs], np.uint64),
+                np.array([n], np.int32), np.array([threshold], np.uint64),
+                np.array([go_deep], np.uint64)]  # fmt: skip
+        args = np.array([v.ctypes.data for v in vals], dtype=np.uint64)
+        res = b.driver.cuLaunchKernel(func, 1, 1, 1, 1, 1, 1, 0, b.driver.CUstream(stream.handle),
+                                      args.ctypes.data, 0)  # fmt: skip
+        check(res, "cuLaunchKernel(exitgate_decide)")
+
+    return launch
 
 
 def node_census(graph: Any) -> Counter:
@@ -325,6 +388,26 @@ def run_case(torch, model: str, precision: str, stream: Stream, trace_dir: str |
     build("split_ifchild", lambda: combined_graph(trunk.enqueue, go, deep.enqueue, stream,
                                                   "ifchild", deep_raw_graph))  # fmt: skip
     _rt().cudaGraphDestroy(deep_raw_graph)
+
+    def trunk_nodecision(h: int) -> None:  # TorchTrunk.enqueue without amax / > / where
+        b = trunk.net
+        with trunk._on(h):
+            x = (
+                trunk.static_in["input"]
+                .to(trunk.dtype)
+                .contiguous(memory_format=torch.channels_last)
+            )
+            feats = b.trunk(x)
+            trunk._softmax_into(b.exit_head(feats), trunk._probs_out(0.0))
+            trunk.static_out[FEATS] = feats
+
+    try:
+        setter = fused_setter(fused_kernel(), int(trunk._probs_out(0.0).data_ptr()),
+                              trunk.classes, int(thr.data_ptr()), go)  # fmt: skip
+        build("split_fused", lambda: combined_graph(trunk_nodecision, 0, deep.enqueue, stream,
+                                                    "if", set_cond=setter))  # fmt: skip
+    except Exception as exc:  # noqa: BLE001
+        errors["split_fused"] = f"{type(exc).__name__}: {exc}"
     if "trunkhalf" in launches and "deep_raw" in launches:
         a, b = launches["trunkhalf"], launches["deep_raw"]
         launches["seq"] = lambda: (a(), b())
@@ -338,8 +421,17 @@ def run_case(torch, model: str, precision: str, stream: Stream, trace_dir: str |
     thr.fill_(-math.inf)
     torch.cuda.synchronize()
     times["always"] = back_to_back_ms(always, stream)
+    if "split_fused" in launches:
+        times["fused_always"] = back_to_back_ms(launches["split_fused"], stream)
+        go_host = float(trunk.static_out[GO_DEEP].item())
+        print(f"(split_fused at threshold -inf leaves go_deep = {go_host}: 0.0 expected)")
     thr.fill_(math.inf)
     torch.cuda.synchronize()
+    if "split_fused" in launches:
+        launches["split_fused"]()
+        stream.synchronize()
+        print(f"(split_fused at threshold inf: go_deep = {float(trunk.static_out[GO_DEEP].item())}"
+              ": 1.0 expected)")  # fmt: skip
 
     seqs: dict[str, list[dict]] = {}
     for label in (
@@ -355,6 +447,7 @@ def run_case(torch, model: str, precision: str, stream: Stream, trace_dir: str |
         "deep_torch",
         "if_only",
         "child_only",
+        "split_fused",
     ):
         if label in launches:
             try:
@@ -381,6 +474,10 @@ def run_case(torch, model: str, precision: str, stream: Stream, trace_dir: str |
         print(f"never - split_linear = {t['never'] - t.get('split_linear', math.nan):+.1f} us; "
               f"never - split_child = {t['never'] - t.get('split_child', math.nan):+.1f} us; "
               f"never - split_ifchild = {t['never'] - t.get('split_ifchild', math.nan):+.1f} us; "
+              f"never - split_fused = {t['never'] - t.get('split_fused', math.nan):+.1f} us; "
+              f"always - fused_always = {t['always'] - t.get('fused_always', math.nan):+.1f} us; "
+              f"IF on (never - split_linear) = {t['never'] - t.get('split_linear', math.nan):.1f},"
+              f" IF off (always - trunkhalf) = {t['always'] - t['trunkhalf']:.1f} us; "
               f"seq - (trunkhalf + deep_raw) = "
               f"{t.get('seq', math.nan) - t['trunkhalf'] - t['deep_raw']:+.1f} us")  # fmt: skip
     print("\nnode types: " + "; ".join(f"{k}: {dict(v)}" for k, v in census.items()))
