@@ -21,6 +21,8 @@ that. This script separates the candidate causes of the excess by timing the sam
   an unconditional child graph holding the deep half), ``split_linear`` (trunk then deep half in
   one plain capture, no condition at all), ``split_ifchild`` (the IF body holds a child-graph node
   cloned from ``deep_raw``'s graph);
+- ``split_fused``: split_graph whose condition kernel takes the decision itself
+  (``cond_graph.DeviceDecision``) from a trunk that computes no decision (no amax / > / where);
 - ``seq``: the trunk-half graph then the ``deep_raw`` graph, two launches.
 
 Then, under ``torch.profiler`` (CUPTI), for the main variants: kernels per replay, the kernels' busy
@@ -160,63 +162,6 @@ def combined_graph(
 
 
 STREAMS: list[Stream] = []
-
-FUSED_SOURCE = r"""
-typedef unsigned long long cudaGraphConditionalHandle;
-extern "C" __device__ __cudart_builtin__ void cudaGraphSetConditional(
-    cudaGraphConditionalHandle handle, unsigned int value);
-
-// the trunk's decision (amax, > threshold, where) and the condition in one one-thread kernel:
-// the fused model exits when max(probs) > t (strict); go deep otherwise (NaN too)
-extern "C" __global__ void exitgate_decide(cudaGraphConditionalHandle handle, const float* probs,
-                                           int n, const float* threshold, float* go_deep) {
-    float m = probs[0];
-    bool nan = m != m;
-    for (int i = 1; i < n; ++i) { float v = probs[i]; nan |= v != v; m = v > m ? v : m; }
-    unsigned int go = (!nan && m > *threshold) ? 0u : 1u;
-    *go_deep = go ? 1.0f : 0.0f;
-    cudaGraphSetConditional(handle, go);
-}
-"""
-
-
-def fused_kernel() -> Any:
-    """exitgate_decide compiled with NVRTC (cubin for this device) and loaded."""
-    b = cuda.bindings()
-    nv = b.nvrtc
-    cond_graph._ensure_context()
-    props = cuda.device_properties(check(_rt().cudaGetDevice(), "cudaGetDevice"))
-    opt = f"--gpu-architecture=sm_{props['major'] * 10 + props['minor']}".encode()
-    prog = check(nv.nvrtcCreateProgram(FUSED_SOURCE.encode(), b"fused.cu", 0, [], []))
-    res = nv.nvrtcCompileProgram(prog, 1, [opt])
-    if int(res[0]) != 0:
-        size = check(nv.nvrtcGetProgramLogSize(prog))
-        log = b" " * size
-        check(nv.nvrtcGetProgramLog(prog, log))
-        raise RuntimeError(log.decode(errors="replace"))
-    size = check(nv.nvrtcGetCUBINSize(prog))
-    image = b" " * size
-    check(nv.nvrtcGetCUBIN(prog, image))
-    module = check(b.driver.cuModuleLoadData(image), "cuModuleLoadData")
-    KEEP.append(module)
-    return check(b.driver.cuModuleGetFunction(module, b"exitgate_decide"))
-
-
-KEEP: list[Any] = []
-
-
-def fused_setter(func: Any, probs: int, n: int, threshold: int, go_deep: int):
-    def launch(handle: Any, stream: Stream) -> None:
-        b = cuda.bindings()
-        vals = [np.array([cuda.native_handle(handle)], np.uint64), np.array([probs], np.uint64),
-                np.array([n], np.int32), np.array([threshold], np.uint64),
-                np.array([go_deep], np.uint64)]  # fmt: skip
-        args = np.array([v.ctypes.data for v in vals], dtype=np.uint64)
-        res = b.driver.cuLaunchKernel(func, 1, 1, 1, 1, 1, 1, 0, b.driver.CUstream(stream.handle),
-                                      args.ctypes.data, 0)  # fmt: skip
-        check(res, "cuLaunchKernel(exitgate_decide)")
-
-    return launch
 
 
 def node_census(graph: Any) -> Counter:
@@ -401,11 +346,14 @@ def run_case(torch, model: str, precision: str, stream: Stream, trace_dir: str |
             trunk._softmax_into(b.exit_head(feats), trunk._probs_out(0.0))
             trunk.static_out[FEATS] = feats
 
-    try:
-        setter = fused_setter(fused_kernel(), int(trunk._probs_out(0.0).data_ptr()),
-                              trunk.classes, int(thr.data_ptr()), go)  # fmt: skip
-        build("split_fused", lambda: combined_graph(trunk_nodecision, 0, deep.enqueue, stream,
-                                                    "if", set_cond=setter))  # fmt: skip
+    try:  # the condition kernel takes the decision (cond_graph.DeviceDecision)
+        decide = cond_graph.DeviceDecision(int(trunk._probs_out(0.0).data_ptr()), trunk.classes,
+                                           int(thr.data_ptr()))  # fmt: skip
+        fused = cond_graph.SplitGraph.build(trunk_nodecision, go, deep.enqueue, stream,
+                                            decide=decide)  # fmt: skip
+        keep.append(trunk.static_out.get(FEATS))
+        launches["split_fused"] = lambda: fused.launch(stream)
+        closers.append(fused.close)
     except Exception as exc:  # noqa: BLE001
         errors["split_fused"] = f"{type(exc).__name__}: {exc}"
     if "trunkhalf" in launches and "deep_raw" in launches:
