@@ -79,7 +79,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models", default="resnet8,resnet56,alexnet")
     ap.add_argument("--precisions", default="fp16,fp32")
-    ap.add_argument("--detail", action="store_true", help="GPU time per kernel name, twin vs never")
+    ap.add_argument(
+        "--detail",
+        action="store_true",
+        help="GPU time per kernel name, twin vs never (CUPTI traces the kernels of the "
+        "IF body slower than they run: use tests.gpu_split_variants to price them)",
+    )
     args = ap.parse_args(argv)
     import torch
 

@@ -394,6 +394,61 @@ def test_split_graph_matches_eager_and_skips_the_body(torch, stream, measure):
     )
 
 
+@pytest.mark.serial
+def test_split_graph_condition_kernel_takes_the_decision(torch, stream):
+    """``decide=DeviceDecision``: a trunk that writes no decision; the condition kernel takes it from
+    the exit probabilities (max > threshold exits; NaN goes deep) and writes the exit flag."""
+    reason = cond_graph.conditional_support()
+    if reason:
+        pytest.skip(f"conditional graph nodes unavailable: {reason}")
+    m = SplitModel(torch)
+    reference = {}
+    for thr in (0.0, 1.0):  # the eager model, deciding on the host
+        m.set(thr, -7.0)
+        m.trunk(stream.handle)
+        m.body(stream.handle)
+        stream.synchronize()
+        reference[thr] = (m.exit_probs.cpu().numpy(), m.out.cpu().numpy())
+
+    def trunk_without_decision(h: int) -> None:
+        t = m.torch
+        with on(t, h):
+            m.feats.copy_(t.relu(m.x @ m.w1))
+            m.exit_probs.copy_(t.softmax(m.feats @ m.we, 1))
+
+    # SplitModel decides on the max over the whole batch: all its probabilities are the input
+    decide = cond_graph.DeviceDecision(m.exit_probs.data_ptr(), m.exit_probs.numel(),
+                                       m.thr.data_ptr())  # fmt: skip
+    sg = cond_graph.split_graph(trunk_without_decision, m.decision.data_ptr(), m.body, stream,
+                                decide=decide)  # fmt: skip
+    try:
+        for thr, go_deep in ((0.0, False), (1.0, True)):
+            m.set(thr, -7.0)
+            m.decision.fill_(0.25)  # neither flag: the kernel must write it
+            torch.cuda.synchronize()
+            sg.launch(stream)
+            stream.synchronize()
+            assert m.decision.item() == float(go_deep), f"threshold {thr}: exit flag not written"
+            exit_ref, out_ref = reference[thr]
+            assert np.array_equal(m.exit_probs.cpu().numpy(), exit_ref)
+            if go_deep:
+                np.testing.assert_allclose(m.out.cpu().numpy(), out_ref, rtol=1e-5, atol=1e-6)
+            else:
+                assert (m.out.cpu().numpy() == -7.0).all(), "exit path: the body ran"
+        # NaN probabilities go deep, as the fused model's `max > t` is false for NaN
+        m.set(0.0, -7.0)
+        m.x.fill_(float("nan"))
+        torch.cuda.synchronize()
+        sg.launch(stream)
+        stream.synchronize()
+        assert m.decision.item() == 1.0, "NaN probabilities must go deep"
+        assert not (m.out.cpu().numpy() == -7.0).all(), "NaN: the body did not run"
+    finally:
+        sg.close()
+    with pytest.raises(ValueError, match="n must be >= 1"):
+        cond_graph.DeviceDecision(m.exit_probs.data_ptr(), 0, m.thr.data_ptr())
+
+
 def test_condition_kernel_loads_from_cubin_and_ptx(torch):
     reason = cond_graph.conditional_support()
     if reason:
