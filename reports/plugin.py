@@ -5,8 +5,10 @@ Each suite module declares once which assertion family it is and which of the fa
 summary shows (the ``exitgate_family`` marker, see :data:`FAMILY_MARKER`); suites record facts with
 ``record(key, value)`` (pytest's ``user_properties``: it survives pytest-xdist) under keys starting
 with ``exitgate.``. What the run is (profile, backend, versions) comes from the facts the fixtures
-plugin publishes (:mod:`fixtures.run_facts`): data flows fixtures -> reports, never back. At the end of the session the controller writes ``run.json``, ``summary.md``,
-``summary.html`` and plots into ``--report-dir`` (default ``reports/latest``) as one set: into a
+plugin publishes (:mod:`fixtures.run_facts`): data flows fixtures -> reports, never back.
+
+At the end of the session the controller writes ``run.json``, ``summary.md``, ``summary.html`` and
+plots into ``--report-dir`` (default ``reports/latest``) as one set: into a
 temporary folder beside it, then put in its place at once (:func:`models._io.replace_dir`), so a
 reader sees this run's files or the previous run's, never some of each. The folder is replaced as a
 whole; files other tools wrote there during this run (``--junit-xml``, ``--benchmark-json``) are
@@ -204,7 +206,8 @@ def family_declaration(where: str, name: object = None, facts: object = None,
         problem = f"order must be an integer, got {order!r}"
     if problem:
         raise pytest.UsageError(f"{where}: exitgate_family: {problem}")
-    return {"name": name, "facts": dict(facts or {}), "order": order}
+    # facts as [key, title] pairs: their declared order survives run.json (written with sorted keys)
+    return {"name": name, "facts": [[k, v] for k, v in (facts or {}).items()], "order": order}
 
 
 class RunRecorder:

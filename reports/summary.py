@@ -161,7 +161,7 @@ def sections(run: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any]],
                 "worst outcome over the model's tests; (n) = number of tests"))  # fmt: skip
     titles: dict[str, str] = {}  # fact key -> title: the first family (in order) declaring it wins
     for d in declared:
-        for key, title in d["facts"].items():
+        for key, title in d["facts"]:
             titles.setdefault(key, title)
     for key, title in titles.items():
         rows = _rows(run, key)

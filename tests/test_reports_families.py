@@ -47,7 +47,7 @@ def test_a_new_family_reaches_the_report_from_its_own_file(pytester, monkeypatch
     run = json.loads((out / "run.json").read_text())
     assert run["families"] == {"widget check": {
         "name": "widget check", "order": 5,
-        "facts": {"widget": "Widgets per test", "gizmo": "Gizmos"}}}  # fmt: skip
+        "facts": [["widget", "Widgets per test"], ["gizmo", "Gizmos"]]}}  # fmt: skip
     assert {t["family"] for t in run["tests"].values()} == {"widget check"}
     assert run["environment"]["profile"] == "cpu" and run["environment"]["backend"]
     md = (out / "summary.md").read_text()
@@ -72,8 +72,8 @@ def _run(**families: dict) -> dict:
 
 
 def test_columns_and_sections_follow_the_declarations() -> None:
-    run = _run(a={"name": "a", "order": 2, "facts": {"x": "X first", "y": "Y"}},
-               b={"name": "b", "order": 1, "facts": {"x": "X second"}})  # fmt: skip
+    run = _run(a={"name": "a", "order": 2, "facts": [["y", "Y"], ["x", "X first"]]},
+               b={"name": "b", "order": 1, "facts": [["x", "X second"]]})  # fmt: skip
     secs = {title: (header, rows) for title, header, rows, _ in sections(run)}
     header, rows = secs["Status per model"]
     assert header == ["model", "b", "a", "test_c.py"]  # declared by order, then undeclared files
@@ -83,6 +83,8 @@ def test_columns_and_sections_follow_the_declarations() -> None:
     assert "X first" not in secs and secs["Y"] == (["case", "result"], [["m1", "why"]])
     titles = [t for t, *_ in sections(run)]
     assert titles.index("X second") < titles.index("Y")  # family b's facts before a's
+    # run.json is written with sorted keys: re-rendering it keeps the declared order
+    assert sections(json.loads(json.dumps(run, sort_keys=True))) == sections(run)
     # nothing declared: status per file, and no fact section at all
     bare = [t for t, *_ in sections(_run())]
     assert bare == ["Environment", "Status per model", "Skipped or expected to fail, and why",
@@ -90,9 +92,8 @@ def test_columns_and_sections_follow_the_declarations() -> None:
 
 
 def test_a_fact_with_a_layout_gets_its_columns_and_the_declared_title() -> None:
-    run = _run(a={"name": "a", "order": 1, "facts": {"x": "Engines here"}})
+    run = _run(a={"name": "a", "order": 1, "facts": [["engine", "What ran"]]})
     run["tests"]["suites/test_a.py::test_a[m1]"]["props"]["engine"] = {"backend": "ort"}
-    run["families"]["a"]["facts"]["engine"] = "What ran"
     md = render_markdown(run, [])
     assert "## What ran\n\n| case | engine |\n|---|---|\n| m1 | backend ort |" in md
     assert LAYOUTS["engine"][0] == ["case", "engine"]
