@@ -27,7 +27,10 @@ from fixtures.backends.base import BackendUnavailable
 from fixtures.cases import Case
 from fixtures.workspace import Prepared, Workspace
 
-pytestmark = pytest.mark.serial
+pytestmark = [
+    pytest.mark.serial,
+    pytest.mark.exitgate_family("benchmark", order=70, facts={"latency": "Latency"}),
+]
 
 BLOCKS, K = 100, 20  # GPU compute time: 100 blocks of 20 queued inferences (the comparison's unit)
 HOST_K = 5  # pytest-benchmark rounds per host-latency block
@@ -66,12 +69,11 @@ def test_benchmark(
     blocks: dict = {}
     benchmark.extra_info[BLOCKS_KEY] = blocks
     if engine.supports_device:
-        from fixtures.gpu import cuda
         from fixtures.measure import timing
 
-        stream = cuda.Stream()
-        launch, how, close = timing.device_launcher(engine, feeds, stream)
-        try:
+        with timing.Launchers() as launchers:
+            launch = launchers.add(case.id, engine, feeds)
+            how, stream = launchers.how[case.id], launchers.stream
             n = n_blocks * K
             t = timing.time_device(lambda _h: launch(), stream, warmup_ms=200, repeat_ms=0,
                                    min_iters=n, max_iters=n, host_iters=0)  # fmt: skip
@@ -89,10 +91,6 @@ def test_benchmark(
 
             benchmark.pedantic(one, rounds=DEVICE_HOST_BLOCKS * HOST_K, iterations=1,
                                warmup_rounds=20)  # fmt: skip
-        finally:
-            stream.synchronize()
-            close()
-            stream.close()
     else:
         benchmark.extra_info["launch"] = "host"
         benchmark.pedantic(lambda: engine.run(feeds), rounds=n_blocks * HOST_K, iterations=1,

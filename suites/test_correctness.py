@@ -9,6 +9,12 @@ from fixtures.cases import Case
 from fixtures.compare import compare_runs
 from fixtures.workspace import Prepared, Workspace
 
+pytestmark = pytest.mark.exitgate_family(
+    "correctness",
+    order=30,
+    facts={"correctness": "Correctness against onnxruntime fp32 (branch-aware)"},
+)
+
 
 @pytest.mark.exitgate_cases(precision=True, paths=("exit_default",))
 def test_matches_reference(

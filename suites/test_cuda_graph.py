@@ -12,7 +12,10 @@ import pytest
 from fixtures.cases import Case
 from fixtures.workspace import Prepared, Workspace
 
-pytestmark = pytest.mark.gpu
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.exitgate_family("CUDA graph", order=50, facts={"capture": "CUDA-graph capture"}),
+]
 
 
 @pytest.mark.exitgate_cases(models="twin", precision=True)

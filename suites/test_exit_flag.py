@@ -19,6 +19,15 @@ from fixtures.checks import check_decisions, check_fixed_path, fail
 from fixtures.workspace import Prepared, Workspace
 from models.structure import exits
 
+pytestmark = pytest.mark.exitgate_family(
+    "exit flag",
+    order=20,
+    facts={
+        "exit": "Exit rate and accuracy per exit (project dataset, default threshold)",
+        "engine": "Engines (what ran each case)",
+    },
+)
+
 
 @pytest.mark.exitgate_cases(precision=True, paths=("exit_always", "exit_never", "exit_default"))
 def test_exit_flag(case: Case, prepared: Prepared, workspace: Workspace, engine, record) -> None:

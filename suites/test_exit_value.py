@@ -30,6 +30,14 @@ from fixtures.strategies import strategy_engine
 from fixtures.workspace import Prepared, Workspace
 from models.structure import exits
 
+pytestmark = pytest.mark.exitgate_family(
+    "exit value",
+    order=90,
+    facts={
+        "stream": "What the exit is worth: latency over the input stream at the model's threshold",
+    },
+)
+
 SWEEP = {"device": 9, "host": 5}  # thresholds in the trade-off sweep (exit rates 0 .. 1)
 HOST_IMAGES = 64  # inputs timed per threshold on a host backend (a CPU: slow, recorded only)
 CLAIM = 1.10  # a strategy "claims" a speed-up when its path latencies promise at least this
@@ -92,13 +100,10 @@ class _Timer:
             feeds = [{k: v for k, v in f.items() if k in names} for f in p.feeds(t)[:HOST_IMAGES]]
             return timing.stream_latency_host(lambda i: engine.run(feeds[i]), len(feeds))
         feed = {k: v for k, v in p.feed(t).items() if k in names}
-        launch, _, close = timing.device_launcher(engine, feed, self.stream)
-        try:
+        with timing.Launchers(stream=self.stream) as launchers:
+            launch = launchers.add("engine", engine, feed)
             ptr = engine.input_ptr(p.analysis.image_input or "input")
             return timing.stream_latency(launch, self.stream, self.images, ptr)
-        finally:
-            self.stream.synchronize()
-            close()
 
     def close(self) -> None:
         for c in self._closers:

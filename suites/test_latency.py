@@ -33,7 +33,12 @@ from fixtures.measure.stats import (
 )
 from fixtures.workspace import Prepared, Workspace
 
-pytestmark = pytest.mark.serial
+pytestmark = [
+    pytest.mark.serial,
+    pytest.mark.exitgate_family(
+        "latency", order=60, facts={"ordering": "Latency ordering verdicts"}
+    ),
+]
 
 K = 20  # inferences per block (one Hodges-Lehmann estimate each); looks at 40, 80, 120 rounds
 ALPHA = 0.01  # family-wise error rate of the run's INVERTED verdicts (and of its HOLDS verdicts)
@@ -71,7 +76,7 @@ def ordering_family(request: pytest.FixtureRequest, workspace: Workspace):
         )
 
 
-def _measure(launchers: _Launchers):
+def _measure(launchers):
     """``measure(active, rounds, look)`` for run_sequential: interleaved blocks of the active
     engines, CUDA events (device) or perf_counter_ns (host), each block reduced to its
     Hodges-Lehmann estimate (robust as a median, nearly as efficient as a mean)."""
@@ -87,39 +92,6 @@ def _measure(launchers: _Launchers):
         return block_hodges_lehmann(samples)
 
     return measure
-
-
-class _Launchers:
-    """One inference per engine: graph replay or enqueue on a stream of its own (device), host
-    ``run()`` (host backends). A context manager: streams and graphs are freed on exit."""
-
-    def __init__(self, device: bool) -> None:
-        self.fns: dict = {}
-        self._closers: list = []
-        self.stream = None
-        if device:
-            from fixtures.gpu import cuda
-
-            self.stream = cuda.Stream()
-            self._closers.append(self.stream.close)
-
-    def add(self, label: str, engine: Engine, feeds: dict) -> None:
-        if self.stream is None:
-            self.fns[label] = lambda: engine.run(feeds)
-            return
-        from fixtures.measure.timing import device_launcher
-
-        self.fns[label], _, close = device_launcher(engine, feeds, self.stream)
-        self._closers.insert(0, close)  # graphs before the stream
-
-    def __enter__(self) -> _Launchers:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.stream is not None:
-            self.stream.synchronize()
-        for close in self._closers:
-            close()
 
 
 def _judge(case: Case, results: list[PairResult], family_size: int, record) -> None:
@@ -168,7 +140,9 @@ def test_latency_ordering(
     labels = list(engines)
     pairs = list(itertools.pairwise(labels))
     gate = ordering_family.gate(len(pairs), DEFAULT_PLAN, delta_inv=DELTA_INV)
-    with _Launchers(all(e.supports_device for e in engines.values())) as launchers:
+    from fixtures.measure.timing import Launchers
+
+    with Launchers(all(e.supports_device for e in engines.values())) as launchers:
         for p, e in engines.items():
             launchers.add(p, e, feeds)
         results = run_sequential(_measure(launchers), labels, pairs, gate)
@@ -190,7 +164,9 @@ def test_untaken_branch_is_skipped(
     except BackendUnavailable as exc:
         pytest.skip(f"[{case.id}] {exc}")
     labels, pair = ["exit_never", "exit_always"], ("exit_never", "exit_always")
-    with _Launchers(a.supports_device and b.supports_device) as launchers:
+    from fixtures.measure.timing import Launchers
+
+    with Launchers(a.supports_device and b.supports_device) as launchers:
         launchers.add("exit_never", a, prepared.feed(prepared.threshold_for("exit_never")))
         launchers.add("exit_always", b, prepared.feed(prepared.threshold_for("exit_always")))
         gate = SequentialGate(1, DEFAULT_PLAN, alpha=ALPHA, delta_inv=DELTA_INV)

@@ -13,6 +13,15 @@ import pytest
 from fixtures.cases import Case
 from fixtures.workspace import Prepared, Workspace
 
+pytestmark = pytest.mark.exitgate_family(
+    "precision audit",
+    order=40,
+    facts={
+        "audit": "Precision audit per branch",
+        "engine_audit": "Engine precision per branch (TensorRT inspector)",
+    },
+)
+
 
 @pytest.mark.exitgate_cases(precision=("fp16", "int8"))
 def test_branches_run_in_target_precision(

@@ -27,6 +27,15 @@ from fixtures.measure.stats import Verdict, ordering_gate
 from fixtures.strategies import device_split_backends, strategy_engine, strategy_unavailable
 from fixtures.workspace import Prepared, RunResult, Workspace
 
+pytestmark = pytest.mark.exitgate_family(
+    "strategies",
+    order=80,
+    facts={
+        "correctness": "Correctness against onnxruntime fp32 (branch-aware)",
+        "strategy": "Strategies",
+    },
+)
+
 ROUNDS, K = 30, 20
 # issue #8's targets for split_graph vs the twin: (min speed-up at exit_always, max slowdown at
 # exit_never); other models: faster at exit_always, exit_never recorded only
@@ -113,19 +122,13 @@ def test_strategy_latency(
             engines[s] = strategy_engine(workspace, case.model, precision, s, strategy_cache)
         except BackendUnavailable as exc:
             notes[s] = str(exc)
-    stream = cuda.Stream()
-    closers: list = []
-    try:
-        launchers, how = {}, {}
+    with timing.Launchers() as launchers:
         for label, e in engines.items():
-            launchers[label], how[label], close = timing.device_launcher(e, feeds, stream)
-            closers.append(close)
-        labels, med = timing.interleaved_medians(launchers, stream, rounds=ROUNDS, k=K)
-    finally:
-        stream.synchronize()
-        for close in closers:
-            close()
-        stream.close()
+            launchers.add(label, e, feeds)
+        labels, med = timing.interleaved_medians(
+            launchers.fns, launchers.stream, rounds=ROUNDS, k=K
+        )
+    how = launchers.how
     ms = {lab: float(np.median(med[:, i])) for i, lab in enumerate(labels)}
     facts = {"medians_ms": ms, "launch": how, "unavailable": notes, "path": case.path}
     if "split_graph" in ms:

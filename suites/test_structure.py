@@ -10,6 +10,8 @@ from fixtures.cases import Case
 from fixtures.workspace import Prepared, PrepareError, Workspace
 from models.structure import ModelFileError
 
+pytestmark = pytest.mark.exitgate_family("structure", order=10)
+
 
 @pytest.mark.exitgate_cases()
 def test_exit_is_real(case: Case, workspace: Workspace) -> None:
