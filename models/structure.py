@@ -171,13 +171,12 @@ def analyze(
     *,
     layout: str | None = None,
     input_layout: str | None = None,
-    threshold: float | None = None,
     flag_output: str | None = None,
 ) -> ExitAnalysis:
     """Analyse ``model``; options given by the user override what discovery finds.
 
-    ``threshold`` (the deployment threshold the user gave) does not change what is read from the
-    file: a baked constant stays ``threshold_constant``; the suite runs at the user's value.
+    The deployment threshold the user gives is no option here: it does not change what is read
+    from the file (a baked constant stays ``threshold_constant``); the suite runs at its value.
     """
     g = model.graph
     a = ExitAnalysis(source=source, opset=G.opset(model))
