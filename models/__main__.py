@@ -18,6 +18,7 @@ def main(argv: list[str] | None = None) -> int:
         from .train import main as train_main
 
         return train_main(argv[1:])
+    from .structure import IMAGE_LAYOUTS, LAYOUTS
     from .zoo import VARIANTS, ZOO
 
     ap = argparse.ArgumentParser(prog="python -m models", description=__doc__.split("\n")[0])
@@ -29,9 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     an = sub.add_parser("analyze", help="print what the suite finds in an ONNX model")
     an.add_argument("path")
     an.add_argument("--threshold", type=float, help="the model's threshold, if it is an input")
-    an.add_argument("--flag-layout", choices=("concat", "separate", "none"))
+    an.add_argument("--flag-layout", choices=LAYOUTS)
     an.add_argument("--flag-output", help="the output that carries the exit flag")
-    an.add_argument("--input-layout", choices=("NCHW", "NHWC"))
+    an.add_argument("--input-layout", choices=IMAGE_LAYOUTS)
     an.add_argument("--batch", type=int, default=1, help="pin a dynamic batch to N (default 1)")
     sub.add_parser("train", help="retrain zoo weights (see python -m models.train --help)")
     args = ap.parse_args(argv)
