@@ -54,10 +54,11 @@ from onnx import helper
 from . import graph as G
 from ._io import sha256_file
 from .artifacts import ArtifactCache
-from .audit import COMPUTE_OPS, branch_inputs
+from .audit import COMPUTE_OPS, ELEM_TYPES, branch_inputs
 from .calibration import DataError, calibration_hash, validate_images
 
 __all__ = [
+    "PRECISIONS",
     "QDQ_EXTRA_OPTIONS",
     "RECIPE_VERSION",
     "Fp16Settings",
@@ -70,6 +71,8 @@ __all__ = [
     "to_fp16",
     "to_int8_qdq",
 ]
+
+PRECISIONS = tuple(ELEM_TYPES)  # ("fp32", "fp16", "int8"): the precisions exitgate tests
 
 log = logging.getLogger("exitgate.precision")
 

@@ -32,6 +32,8 @@ from . import graph as G
 
 __all__ = [
     "EXITS_OUTPUT",
+    "IMAGE_LAYOUTS",
+    "LAYOUTS",
     "SCORE_OUTPUT",
     "THRESHOLD_INPUT",
     "ExitAnalysis",
@@ -54,7 +56,8 @@ _COMPLEMENT = {">": "<=", "<=": ">", ">=": "<", "<": ">="}  # not (a OP b)  ==  
 _CONFIDENCE_LIKE = ("max_softmax", "max_logit", "margin")  # exit when high; entropy: when low
 MIN_OPSET, MAX_OPSET = 11, 21  # If with scalar conditions from 11; onnxruntime knows up to 21+
 MAX_IMAGE_BYTES = 1 << 30  # a declared float input larger than this cannot be a test image
-LAYOUTS = ("concat", "separate", "none")
+LAYOUTS = ("concat", "separate", "none")  # how a model returns its exit flag
+IMAGE_LAYOUTS = ("NCHW", "NHWC")
 
 HOW_TO_EXPORT = (
     "Export the exit as real control flow: in PyTorch use torch.cond(pred, exit_fn, deep_fn, "
@@ -171,13 +174,12 @@ def analyze(
     *,
     layout: str | None = None,
     input_layout: str | None = None,
-    threshold: float | None = None,
     flag_output: str | None = None,
 ) -> ExitAnalysis:
     """Analyse ``model``; options given by the user override what discovery finds.
 
-    ``threshold`` (the deployment threshold the user gave) does not change what is read from the
-    file: a baked constant stays ``threshold_constant``; the suite runs at the user's value.
+    The deployment threshold the user gives is no option here: it does not change what is read
+    from the file (a baked constant stays ``threshold_constant``); the suite runs at its value.
     """
     g = model.graph
     a = ExitAnalysis(source=source, opset=G.opset(model))
@@ -318,7 +320,7 @@ def _find_image_input(
         ))  # fmt: skip
     _, d1, _, d3 = a.image_shape
     if forced:
-        if forced not in ("NCHW", "NHWC"):
+        if forced not in IMAGE_LAYOUTS:
             raise ValueError(f"--input-layout: expected NCHW or NHWC, got {forced!r}")
         a.image_layout = forced
         expected_c = d1 if forced == "NCHW" else d3

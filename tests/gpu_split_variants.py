@@ -240,8 +240,9 @@ def seq_summary(rows: list[dict]) -> tuple[int, float, float]:
 
 
 def run_case(torch, model: str, precision: str, stream: Stream, trace_dir: str | None) -> None:
-    from fixtures.backends.torch import TorchEngine
-    from fixtures.strategies import FEATS, GO_DEEP, StrategyEngine, torch_halves
+    from fixtures.backends.torch.engine import TorchEngine
+    from fixtures.backends.torch.halves import torch_halves
+    from fixtures.strategies import FEATS, GO_DEEP, StrategyEngine
 
     img = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
     closers: list[Callable[[], object]] = []

@@ -181,16 +181,16 @@ def _model(nodes, inputs, outputs, inits, opset: int) -> onnx.ModelProto:
 
 
 def settle(model: onnx.ModelProto, default: float = 0.5, n: int = 4, **opts):
-    """Static analysis, the drivable rewrite and the probe, as the suite does them:
-    (drivable model, settled analysis, exit paths)."""
-    from models.probe import probe
-    from models.structure import analyze, drivable
+    """Static analysis, then :func:`models.probe.settle` (the drivable rewrite and the probe) on
+    ``n`` random images, as the suite does them: (drivable model, settled analysis, exit paths)."""
+    from models.probe import settle as settle_model
+    from models.structure import analyze
 
     a = analyze(model, "g", **opts)
     assert a.ok and not a.undetermined, a.explain()
-    m = drivable(model, a)
-    a = analyze(m, "g", **{k: v for k, v in opts.items() if k != "threshold"})
-    shape = [int(d) for d in a.image_shape[1:]]  # type: ignore[index]
-    images = np.random.default_rng(0).standard_normal((n, *shape)).astype(np.float32)
-    settled, paths = probe(m, a, list(images), default)
-    return m, settled, paths
+    c, h, w = (int(d) for d in a.image_shape[1:])  # type: ignore[index]
+    if a.image_layout == "NHWC":
+        h, w, c = c, h, w
+    images = np.random.default_rng(0).standard_normal((n, c, h, w)).astype(np.float32)
+    s = settle_model(model, a, list(images), default)
+    return s.model, s.analysis, s.paths

@@ -7,13 +7,11 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from models.probe import probe
 from models.structure import (
     EXITS_OUTPUT,
     SCORE_OUTPUT,
     ModelFileError,
     analyze,
-    drivable,
     load_model,
     reference_model,
     with_threshold_input,
@@ -183,10 +181,44 @@ def test_flag_outside_the_if_is_a_problem() -> None:
 
 def test_layout_option_that_contradicts_the_model() -> None:
     m = build(Spec(layout="concat"))
-    a = analyze(m, "g", layout="separate")
-    s, _ = probe(drivable(m, a), a, list(np.ones((2, 3, 4, 4), np.float32)), 0.5)
+    _, s, _ = settle(m, layout="separate")
     assert [p.code for p in s.problems] == ["layout_mismatch"]
     assert "--flag-layout=separate does not match the model" in s.problems[0].message
+
+
+@pytest.mark.parametrize(("spec", "opts", "want"), [
+    ("separate", {"flag_output": "exit_flag"}, ("separate", "exit_flag", "probs", 10)),
+    ("concat", {"flag_output": "output", "layout": "concat"}, ("concat", "output", "output", 10)),
+    ("separate", {"layout": "separate"}, ("separate", "exit_flag", "probs", 10)),
+    ("concat", {"layout": "none"}, ("none", None, "output", 11)),  # the flag column ignored
+], ids=["flag", "flag_and_layout", "layout", "layout_none"])  # fmt: skip
+def test_forced_flag_and_layout_that_match_the_model(spec: str, opts: dict, want: tuple) -> None:
+    _, a, _ = settle(build(Spec(layout=spec)), **opts)
+    assert a.ok, a.explain()
+    assert (a.layout, a.flag_output, a.probs_output, a.num_classes) == want
+
+
+@pytest.mark.parametrize(("spec", "opts", "code", "says"), [
+    ("separate", {"flag_output": "probs"}, "flag_output_mismatch",
+     "flag_output='probs': forcing the branches does not make that output 0 (exit) and 1 (deep); "
+     "the flag is 'exit_flag' (separate layout)"),
+    ("none", {"flag_output": "probs"}, "flag_output_mismatch", "the model has no flag"),
+    ("separate", {"flag_output": "exit_flag", "layout": "concat"}, "layout_mismatch",
+     "--flag-layout=concat does not match the model: forcing the branches shows the separate "
+     "layout (flag 'exit_flag')"),
+    ("separate", {"flag_output": "exit_flag", "layout": "none"}, "layout_mismatch",
+     "--flag-layout=none does not match"),
+    ("none", {"layout": "separate"}, "layout_mismatch", "shows the none layout (no flag output)"),
+], ids=["not_the_flag", "no_flag", "flag_of_another_layout", "flag_with_none", "no_flag_layout"])  # fmt: skip
+def test_forced_flag_or_layout_that_contradicts_the_model(
+    spec: str, opts: dict, code: str, says: str
+) -> None:
+    """Each forced option is checked against what running the forced branches shows; a named flag
+    fixes the layout, so a layout option that disagrees with it is refused too."""
+    _, a, paths = settle(build(Spec(layout=spec)), **opts)
+    assert [p.code for p in a.problems] == [code]
+    assert says in a.problems[0].message
+    assert paths == {}
     a = analyze(build(Spec(nhwc=True)), "g", input_layout="NCHW")
     assert any("--input-layout=NCHW does not match input 'image'" in p.message for p in a.problems)
 

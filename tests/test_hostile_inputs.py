@@ -52,7 +52,7 @@ class _TwoArgs(Exception):
 def test_cached_failure_is_raised_fresh_each_time(make) -> None:
     """Fails when the remembered exception object itself is raised again: each test would see
     one shared object whose traceback grows by two frames per test."""
-    from fixtures.workspace import _once
+    from fixtures.workspace import build_once
 
     def build():
         try:
@@ -64,7 +64,7 @@ def test_cached_failure_is_raised_fresh_each_time(make) -> None:
     raised = []
     for _ in range(4):
         with pytest.raises(Exception) as info:
-            _once(store, "model", build)
+            build_once(store, "model", build)
         raised.append(info.value)
     assert len({id(e) for e in raised} | {id(store["model"])}) == 5  # all distinct objects
     assert {type(e) for e in raised} == {type(store["model"])}
