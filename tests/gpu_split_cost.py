@@ -26,6 +26,7 @@ import argparse
 import math
 import warnings
 from collections import Counter
+from collections.abc import Callable
 
 import numpy as np
 
@@ -87,12 +88,27 @@ def trunk_only(torch, model: str, precision: str, stream: cuda.Stream):
     return launch, lambda: (y, graph.reset())
 
 
+def _batched(launch: Callable[[], object], n: int) -> Callable[[], None]:
+    def run() -> None:
+        for _ in range(n):
+            launch()
+
+    return run
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models", default="resnet8,resnet56,alexnet")
     ap.add_argument("--precisions", default="fp16,fp32")
     ap.add_argument("--rounds", type=int, default=100, help="interleaved rounds (default 100)")
-    ap.add_argument("--k", type=int, default=20, help="timed replays per graph and round")
+    ap.add_argument("--k", type=int, default=20, help="timed event pairs per graph and round")
+    ap.add_argument(
+        "--batch",
+        type=int,
+        default=1,
+        help="replays queued back to back inside each event pair (per-replay time = pair / batch); "
+        "1: an event pair around every replay, as the timing suites measure",
+    )
     ap.add_argument(
         "--detail",
         action="store_true",
@@ -110,8 +126,8 @@ def main(argv: list[str] | None = None) -> int:
 
     stream = cuda.Stream()
     img = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
-    print(f"{args.rounds} interleaved rounds x {args.k} replays per graph; ms: median over rounds "
-          "of the block medians\n")  # fmt: skip
+    print(f"{args.rounds} interleaved rounds x {args.k} event pairs per graph, {args.batch} "
+          "replay(s) per pair; ms: median over rounds of the block medians\n")  # fmt: skip
     print("| model | precision | twin ms | trunk+head ms | trunk ms | split_graph never ms | "
           "split_graph always ms | never beyond twin | kernels twin / head / never |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|")
@@ -142,8 +158,12 @@ def main(argv: list[str] | None = None) -> int:
                 never.trunk, "device_decision", False) else "the trunk (amax / > / where)")  # fmt: skip
             launchers["trunk"], close = trunk_only(torch, model, precision, stream)
             closers.append(close)
-            labels, samples = timing.interleaved_samples(launchers, stream, rounds=args.rounds,
-                                                         k=args.k)  # fmt: skip
+            if args.batch > 1:
+                launchers = {lb: _batched(fn, args.batch) for lb, fn in launchers.items()}
+            labels, samples = timing.interleaved_samples(
+                launchers, stream, rounds=args.rounds, k=args.k, rewarm=1 if args.batch > 1 else 5
+            )
+            samples = samples / args.batch
             stream.synchronize()
             for c in closers:
                 c()
