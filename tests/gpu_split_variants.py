@@ -10,7 +10,8 @@ that. This script separates the candidate causes of the excess by timing the sam
 (events around N replays / N, median of runs; ``tests.gpu_harness_table.back_to_back_ms``):
 
 - ``twin``: the no-exit twin (``torch.cuda.graph``), the reference;
-- ``never`` / ``always``: split_graph as built by ``fixtures.gpu.cond_graph.SplitGraph``;
+- ``never`` / ``always``: split_graph as the torch strategy builds it (``StrategyEngine``: its
+  condition kernel takes the decision, ``cond_graph.DeviceDecision``);
 - ``trunkhalf``: the trunk half alone (trunk + exit head + decision), raw stream capture;
 - deep half alone, captured four ways: ``deep_raw`` (raw capture on the main stream), ``deep_raw2``
   (raw capture on a fresh stream), ``deep_ctg`` (cudaStreamBeginCaptureToGraph into an empty
@@ -22,7 +23,10 @@ that. This script separates the candidate causes of the excess by timing the sam
   one plain capture, no condition at all), ``split_ifchild`` (the IF body holds a child-graph node
   cloned from ``deep_raw``'s graph);
 - ``split_fused``: split_graph whose condition kernel takes the decision itself
-  (``cond_graph.DeviceDecision``) from a trunk that computes no decision (no amax / > / where);
+  (``cond_graph.DeviceDecision``) from a trunk that computes no decision (no amax / > / where),
+  rebuilt here (the same graph as ``never`` since the strategy decides on the device);
+  ``never_rebuilt``, ``split_child``, ``split_linear`` and ``trunkhalf`` keep the trunk's own
+  decision, as split_graph did before;
 - ``seq``: the trunk-half graph then the ``deep_raw`` graph, two launches.
 
 Then, under ``torch.profiler`` (CUPTI), for the main variants: kernels per replay, the kernels' busy
@@ -268,6 +272,8 @@ def run_case(torch, model: str, precision: str, stream: Stream, trace_dir: str |
     launch, _, close = timing.device_launcher(split, feeds, stream)
     launches["never"] = launch
     closers.append(close)
+    trunk.device_decision = False  # the strategy's graph decides in its condition kernel; the
+    # variants below capture the trunk half with its own decision (amax / > / where) again
     thr = trunk.static_in["threshold"]
     keep.append(trunk.static_out[FEATS])
 
@@ -336,16 +342,11 @@ def run_case(torch, model: str, precision: str, stream: Stream, trace_dir: str |
     _rt().cudaGraphDestroy(deep_raw_graph)
 
     def trunk_nodecision(h: int) -> None:  # TorchTrunk.enqueue without amax / > / where
-        b = trunk.net
-        with trunk._on(h):
-            x = (
-                trunk.static_in["input"]
-                .to(trunk.dtype)
-                .contiguous(memory_format=torch.channels_last)
-            )
-            feats = b.trunk(x)
-            trunk._softmax_into(b.exit_head(feats), trunk._probs_out(0.0))
-            trunk.static_out[FEATS] = feats
+        trunk.device_decision = True
+        try:
+            trunk.enqueue(h)
+        finally:
+            trunk.device_decision = False
 
     try:  # the condition kernel takes the decision (cond_graph.DeviceDecision)
         decide = cond_graph.DeviceDecision(int(trunk._probs_out(0.0).data_ptr()), trunk.classes,

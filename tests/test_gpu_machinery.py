@@ -449,6 +449,46 @@ def test_split_graph_condition_kernel_takes_the_decision(torch, stream):
         cond_graph.DeviceDecision(m.exit_probs.data_ptr(), 0, m.thr.data_ptr())
 
 
+@pytest.mark.serial
+def test_torch_split_graph_decides_in_the_condition_kernel(torch):
+    """The torch split_graph hands the decision to the condition kernel (the trunk's capture has no
+    amax / > / where); split_host keeps the trunk's decision. Both give the same flag and
+    probabilities at every exit path: exits, never, NaN threshold, and the strict ``max > t`` at
+    ``t`` = the max itself (deep) and just below it (exit)."""
+    reason = cond_graph.conditional_support()
+    if reason:
+        pytest.skip(f"conditional graph nodes unavailable: {reason}")
+    from fixtures.backends.torch.halves import torch_halves
+    from fixtures.strategies import FEATS, StrategyEngine
+
+    img = _image(3)
+    engines = {s: StrategyEngine(*torch_halves("resnet8", "concat", "fp32"), s, [FEATS])
+               for s in ("split_host", "split_graph")}  # fmt: skip
+    try:
+
+        def run(strategy: str, t: float) -> np.ndarray:
+            return engines[strategy].run({"input": img, "threshold": np.array([t], np.float32)})[
+                "output"]  # fmt: skip
+
+        fixed = ((0.0, 0.0), (1.0, 1.0), (float("nan"), 1.0))
+        outs: dict[str, list[np.ndarray]] = {}
+        for s in engines:
+            top = np.float32(run(s, 0.0)[0, :-1].max())  # this engine's exit max probability
+            cases = (*fixed, (top, 1.0), (np.nextafter(top, np.float32(0)), 0.0))
+            outs[s] = []
+            for t, flag in cases:
+                out = run(s, t)
+                assert out[0, -1] == flag, f"{s} at threshold {t!r}: flag {out[0, -1]}, not {flag}"
+                outs[s].append(out)
+        for (t, _), host, dev in zip(fixed, outs["split_host"], outs["split_graph"], strict=False):
+            np.testing.assert_allclose(dev, host, rtol=1e-5, atol=1e-6, err_msg=f"threshold {t!r}")
+        assert engines["split_graph"].trunk.device_decision, "split_graph: the trunk still decides"
+        assert not engines["split_host"].trunk.device_decision, "split_host lost its decision"
+    finally:
+        for e in engines.values():
+            e.close()
+
+
 def test_condition_kernel_loads_from_cubin_and_ptx(torch):
     reason = cond_graph.conditional_support()
     if reason:
