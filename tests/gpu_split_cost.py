@@ -21,6 +21,7 @@ import numpy as np
 
 from fixtures.gpu import cuda
 from fixtures.measure import timing
+from models.zoo import ZOO
 from tests.gpu_harness_table import back_to_back_ms
 
 
@@ -54,7 +55,7 @@ DURATIONS: dict[str, float] = {}
 
 def trunk_only(torch, model: str, precision: str, stream: cuda.Stream):
     """``(launch, close)``: a CUDA graph of the zoo model's trunk alone (the twin's first part)."""
-    from models.zoo import ZOO, load_backbone
+    from models.zoo import load_backbone
 
     dtype = torch.float16 if precision == "fp16" else torch.float32
     cl = torch.channels_last
@@ -77,7 +78,7 @@ def trunk_only(torch, model: str, precision: str, stream: cuda.Stream):
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--models", default="resnet8,resnet56,alexnet")
+    ap.add_argument("--models", default=",".join(ZOO))
     ap.add_argument("--precisions", default="fp16,fp32")
     ap.add_argument("--detail", action="store_true", help="GPU time per kernel name, twin vs never")
     args = ap.parse_args(argv)
