@@ -41,14 +41,19 @@ def state_to_npz(state: dict) -> bytes:
     return buf.getvalue()
 
 
-def evaluate(backbone, data: dataset.Dataset, threshold: float) -> dict:
+def branch_probs(backbone, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Softmax of the exit head and of the deep branch for a batch ``x`` (N, 3, 32, 32), eager."""
     import torch
 
     with torch.no_grad():
-        x = torch.from_numpy(data.x)
-        f = backbone.trunk(x)
+        f = backbone.trunk(torch.from_numpy(x))
         p_exit = torch.softmax(backbone.exit_head(f), 1).numpy()
         p_deep = torch.softmax(backbone.deep(f), 1).numpy()
+    return p_exit, p_deep
+
+
+def evaluate(backbone, data: dataset.Dataset, threshold: float) -> dict:
+    p_exit, p_deep = branch_probs(backbone, data.x)
     y = data.y
     exits = p_exit.max(1) > threshold
     final = np.where(exits[:, None], p_exit, p_deep).argmax(1)

@@ -3,7 +3,7 @@
 Every zoo model exists in four ONNX variants, all exported from the same committed weights:
 ``concat`` and ``separate`` (the two flag layouts of the early-exit network), ``plain`` (the no-exit
 twin) and ``traced`` (the negative control: the exit traced away). Exports are cached by content
-(weights hash, variant, exporter code and torch version), so torch is needed only the first time.
+(weights hash, variant, exporter and architecture code), so torch is needed only the first time.
 """
 
 from __future__ import annotations
@@ -13,9 +13,13 @@ import importlib
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ._io import sha256_file
 from .artifacts import ArtifactCache
+
+if TYPE_CHECKING:  # torch: imported only when a model is built
+    from .nets import Backbone
 
 __all__ = [
     "LAYOUTS",
@@ -75,7 +79,7 @@ class ModelSpec:
             raise ValueError(f"zoo model {self.name!r}: architecture {self.architecture!r} cannot "
                              f"be imported: {exc}") from exc  # fmt: skip
 
-    def build(self):
+    def build(self) -> Backbone:
         """A fresh, untrained backbone of this architecture (imports torch)."""
         return self._factory()(self.num_classes)
 
@@ -110,7 +114,7 @@ def weights_path(spec: ModelSpec) -> Path:
     return path
 
 
-def load_backbone(spec: ModelSpec):
+def load_backbone(spec: ModelSpec) -> Backbone:
     """The trained torch backbone (eval mode, float32)."""
     import numpy as np
     import torch

@@ -12,6 +12,8 @@ a graph that took the wrong branch (the traced negative control).
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -20,7 +22,8 @@ torch = pytest.importorskip("torch", reason="install PyTorch (pip install -e '.[
 ort = pytest.importorskip("onnxruntime", reason="pip install onnxruntime")
 
 from models import dataset  # noqa: E402
-from models.zoo import LAYOUTS, ZOO, ModelSpec, load_backbone, onnx_path  # noqa: E402
+from models.train import branch_probs  # noqa: E402
+from models.zoo import LAYOUTS, ZOO, ModelSpec, Recipe, load_backbone, onnx_path, weights_path  # noqa: E402
 
 N_IMAGES = 48
 TOLERANCE = 1e-4
@@ -39,12 +42,9 @@ def _threshold(spec: ModelSpec, path: str) -> float:
 
 def eager(backbone, x: np.ndarray, threshold: float | None) -> tuple[np.ndarray, np.ndarray]:
     """(probs, flag) of the eager module over a batch; ``threshold=None``: the no-exit twin."""
-    with torch.inference_mode():
-        feats = backbone.trunk(torch.from_numpy(x))
-        p_deep = torch.softmax(backbone.deep(feats), 1).numpy()
-        if threshold is None:
-            return p_deep, np.ones(len(x), np.float32)
-        p_exit = torch.softmax(backbone.exit_head(feats), 1).numpy()
+    p_exit, p_deep = branch_probs(backbone, x)
+    if threshold is None:
+        return p_deep, np.ones(len(x), np.float32)
     leave = p_exit.max(1) > np.float32(threshold)
     return np.where(leave[:, None], p_exit, p_deep), (~leave).astype(np.float32)
 
@@ -131,3 +131,28 @@ def test_comparison_catches_a_wrong_branch(images: np.ndarray) -> None:
     why = disagreement(eager(load_backbone(spec), images, t),
                        exported(onnx_path(spec, "traced"), images, t))  # fmt: skip
     assert why is not None and "different exits" in why, why
+
+
+@pytest.mark.parametrize(
+    ("architecture", "message"),
+    [
+        ("models.nets", "is not 'module:function'"),
+        ("models.nets:resnet9", "cannot be imported: module 'models.nets' has no attribute"),
+        ("models.no_such:net", "cannot be imported: No module named 'models.no_such'"),
+    ],
+)
+def test_a_bad_architecture_names_the_model(architecture: str, message: str) -> None:
+    spec = ModelSpec("mine", architecture, Recipe(epochs=1, lr=1e-3, train_samples=128))
+    want = re.escape(f"zoo model 'mine': architecture {architecture!r} {message}")
+    with pytest.raises(ValueError, match=want):
+        spec.build()
+
+
+@pytest.mark.parametrize("model", list(ZOO))
+def test_spec_architecture_fits_its_weights(model: str) -> None:
+    """Each spec's architecture has exactly the tensors, of the shapes, its weights file holds."""
+    spec = ZOO[model]
+    state = spec.build().state_dict()
+    with np.load(weights_path(spec)) as npz:
+        shapes = {k: npz[k].shape for k in npz.files}
+    assert shapes == {k: tuple(v.shape) for k, v in state.items()}, model
