@@ -181,4 +181,3 @@ def save(model: onnx.ModelProto, path: str | os.PathLike[str]) -> Path:
     from ._io import atomic_write_bytes
 
     return atomic_write_bytes(path, model.SerializeToString())
-
