@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
 
 __all__ = ["OPSET", "export_early_exit", "export_plain", "export_traced_control", "to_opset"]
 
@@ -182,10 +181,3 @@ def save(model: onnx.ModelProto, path: str | os.PathLike[str]) -> Path:
     from ._io import atomic_write_bytes
 
     return atomic_write_bytes(path, model.SerializeToString())
-
-
-def initializer_array(model: onnx.ModelProto, name: str) -> np.ndarray:
-    for t in model.graph.initializer:
-        if t.name == name:
-            return numpy_helper.to_array(t)
-    raise KeyError(name)

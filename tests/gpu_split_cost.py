@@ -32,6 +32,7 @@ import numpy as np
 
 from fixtures.gpu import cuda
 from fixtures.measure import stats, timing
+from models.zoo import ZOO
 
 BUDGET_US = 5.0
 """Issue 15: split_graph at exit_never within this of twin + exit head + conditional node."""
@@ -67,7 +68,7 @@ DURATIONS: dict[str, float] = {}
 
 def trunk_only(torch, model: str, precision: str, stream: cuda.Stream):
     """``(launch, close)``: a CUDA graph of the zoo model's trunk alone (the twin's first part)."""
-    from models.zoo import ZOO, load_backbone
+    from models.zoo import load_backbone
 
     dtype = torch.float16 if precision == "fp16" else torch.float32
     cl = torch.channels_last
@@ -98,7 +99,7 @@ def _batched(launch: Callable[[], object], n: int) -> Callable[[], None]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--models", default="resnet8,resnet56,alexnet")
+    ap.add_argument("--models", default=",".join(ZOO))
     ap.add_argument("--precisions", default="fp16,fp32")
     ap.add_argument("--rounds", type=int, default=100, help="interleaved rounds (default 100)")
     ap.add_argument("--k", type=int, default=20, help="timed event pairs per graph and round")

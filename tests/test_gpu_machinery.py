@@ -16,6 +16,7 @@ import pytest
 
 from fixtures.gpu import capturability, cond_graph, cuda
 from fixtures.measure import stats, timing
+from models.zoo import ZOO
 
 pytestmark = pytest.mark.gpu
 
@@ -552,7 +553,7 @@ def twin_timing(torch, stream, request):
     return _TWIN_TIMINGS[key]
 
 
-TWIN_CASES = [(t, p) for t in ("resnet8", "resnet56", "alexnet") for p in ("fp32", "fp16")]
+TWIN_CASES = [(t, p) for t in ZOO for p in ("fp32", "fp16")]
 
 
 @pytest.mark.serial

@@ -38,13 +38,13 @@ def zoo_onnx(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """resnet8 exported with a real If, both flag layouts (random weights, seeded)."""
     torch = pytest.importorskip("torch", reason="the zoo export needs torch (pip install .[zoo])")
     from models.export import export_early_exit, save
-    from models.nets import build_backbone
+    from models.zoo import ZOO
 
     folder = tmp_path_factory.mktemp("zoo")
     out = {}
     for layout in LAYOUTS:
         torch.manual_seed(0)
-        model = export_early_exit(build_backbone("resnet8").eval(), layout)
+        model = export_early_exit(ZOO["resnet8"].build().eval(), layout)
         out[layout] = save(model, folder / f"resnet8-{layout}.onnx")
     return out
 

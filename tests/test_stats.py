@@ -12,6 +12,7 @@ here run 300 simulated sessions each, seeded; every bound is a binomial quantile
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import re
 import subprocess
@@ -360,9 +361,10 @@ def test_describe_and_verdict_values() -> None:
     assert r.describe() == "fp32/fp16: ratio 1.321 >= 1.290 (one-sided 99.50 %), 40 rounds -> holds"
     r = dataclasses.replace(r, verdict=Verdict.INCONCLUSIVE)
     assert "within [1.290, 1.350] (one-sided 99.50 % / 99.50 %)" in r.describe()
-    assert [v.value for v in Verdict] == ["holds", "inverted", "inconclusive"]
-    assert Verdict("inverted") is Verdict.INVERTED and Verdict.HOLDS == "holds"
+    # reports print verdicts and write them to JSON: the bare word both ways, and it reads back
     assert f"{Verdict.INCONCLUSIVE}" == str(Verdict.INCONCLUSIVE) == "inconclusive"
+    assert json.loads(json.dumps({"v": Verdict.INVERTED}))["v"] == "inverted"
+    assert Verdict(json.loads(json.dumps(Verdict.HOLDS))) is Verdict.HOLDS
 
 
 # --------------------------------------------------------------------------------------------------
@@ -603,7 +605,7 @@ def test_instability_message_names_cov_threshold_and_remedy() -> None:
 
 
 def test_enqueue_bound_boundary() -> None:
-    assert 0.8 * 0.5 == 0.4  # exact in binary, so the boundary below is exact
+    # 0.4 ms enqueue against 0.5 ms GPU time is exactly the default 0.8 ratio: it counts as bound
     msg = enqueue_bound(0.4, 0.5)
     assert msg is not None
     for part in ("0.4 ms", "0.8 x", "0.5 ms", "CUDA graph", "--useCudaGraph"):

@@ -10,7 +10,8 @@ here (8.6, 10.x, 11.x) are covered through **stand-ins**, each labelled as one.
 from __future__ import annotations
 
 import enum
-import importlib.util
+import importlib.abc
+import importlib.machinery
 import json
 import multiprocessing
 import os
@@ -107,22 +108,27 @@ def test_missing_tensorrt_says_what_to_install(monkeypatch: pytest.MonkeyPatch) 
     assert "pip install tensorrt-rtx-cu13" in msg and "--system-site-packages" in msg
 
 
-def _real_tensorrt_installed() -> bool:
-    spec = importlib.util.find_spec("tensorrt")
-    return spec is not None and spec.origin is not None  # a namespace package has no origin
+class _StubsOnly(importlib.abc.MetaPathFinder):
+    """Resolves ``tensorrt`` from one folder only, so a real tensorrt elsewhere cannot win."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = str(folder)
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "tensorrt":
+            return None
+        return importlib.machinery.PathFinder.find_spec(name, [self.folder])
 
 
 @pytest.fixture
 def stubs_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A folder holding ``tensorrt/__init__.pyi`` only, as ``pip install tensorrt-stubs`` leaves in
-    site-packages, put on ``sys.path``; ``import tensorrt`` then yields an empty namespace
-    package (measured-here.md)."""
-    if _real_tensorrt_installed():
-        pytest.skip("a real tensorrt is installed: a stubs-only folder cannot shadow it")
+    site-packages, that ``import tensorrt`` resolves to (ahead of any real tensorrt installed): it
+    yields an empty namespace package (measured-here.md)."""
     folder = tmp_path / "site"
     (folder / "tensorrt").mkdir(parents=True)
     (folder / "tensorrt" / "__init__.pyi").write_text("class Builder: ...\n")
-    monkeypatch.syspath_prepend(str(folder))
+    monkeypatch.setattr(sys, "meta_path", [_StubsOnly(folder), *sys.meta_path])
     monkeypatch.delitem(sys.modules, "tensorrt", raising=False)
     monkeypatch.delenv(compat.FLAVOR_ENV, raising=False)
     monkeypatch.delenv("POLYGRAPHY_USE_TENSORRT_RTX", raising=False)
