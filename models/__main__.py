@@ -59,8 +59,13 @@ def _analyze(args: argparse.Namespace) -> int:
         return 2
     try:
         model = load_model(args.path)
-        a = analyze(model, args.path, layout=args.flag_layout, input_layout=args.input_layout,
-                    flag_output=args.flag_output)  # fmt: skip
+        a = analyze(
+            model,
+            args.path,
+            layout=args.flag_layout,
+            input_layout=args.input_layout,
+            flag_output=args.flag_output,
+        )
     except (ModelFileError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -69,8 +74,9 @@ def _analyze(args: argparse.Namespace) -> int:
     if a.ok and not a.undetermined:
         default = args.threshold if args.threshold is not None else a.threshold_constant
         x = dataset.eval_split(4 * args.batch).x
-        images = [x[i : i + args.batch] if args.batch > 1 else x[i]
-                  for i in range(0, len(x), args.batch)]  # fmt: skip
+        images = [
+            x[i : i + args.batch] if args.batch > 1 else x[i] for i in range(0, len(x), args.batch)
+        ]
         try:
             settled = settle(model, a, images, 0.5 if default is None else default, args.batch)
         except ort_errors() as exc:
@@ -78,20 +84,29 @@ def _analyze(args: argparse.Namespace) -> int:
             return 1
         a, paths = settled.analysis, settled.paths
     facts = {
-        "if_node": a.if_node, "condition": a.condition, "criterion": a.criterion,
-        "exit_when": f"{a.describe()}" if a.exit_when else None, "compare_op": a.compare_op,
+        "if_node": a.if_node,
+        "condition": a.condition,
+        "criterion": a.criterion,
+        "exit_when": f"{a.describe()}" if a.exit_when else None,
+        "compare_op": a.compare_op,
         "threshold": source.threshold_source,
         "threshold_via": " -> ".join(source.threshold_via) or None,
-        "exit_branch": a.exit_branch, "flag_layout": a.layout, "flag_output": a.flag_output,
-        "probs_output": a.probs_output, "num_classes": a.num_classes,
-        "image_input": a.image_input, "image_layout": a.image_layout,
+        "exit_branch": a.exit_branch,
+        "flag_layout": a.layout,
+        "flag_output": a.flag_output,
+        "probs_output": a.probs_output,
+        "num_classes": a.num_classes,
+        "image_input": a.image_input,
+        "image_layout": a.image_layout,
         "image_shape": list(a.image_shape) if a.image_shape else None,
-    }  # fmt: skip
+    }
     for k, v in facts.items():
         print(f"{k}: {v}")
     for name, p in paths.items():
-        print(f"path {name}: threshold {p.threshold:g}"
-              + (f", flag {p.flag:g} ({p.branch} branch forced)" if p.flag is not None else ""))  # fmt: skip
+        print(
+            f"path {name}: threshold {p.threshold:g}"
+            + (f", flag {p.flag:g} ({p.branch} branch forced)" if p.flag is not None else "")
+        )
     if source.threshold_input is not None and args.threshold is None:
         print("note: the threshold is an input without a default: the suite needs --threshold=T")
     print("verdict: the exit is real" if a.ok and not a.undetermined else a.explain())

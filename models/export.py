@@ -24,9 +24,17 @@ __all__ = ["OPSET", "export_early_exit", "export_plain", "export_traced_control"
 
 OPSET = 17
 _REDUCE_OPS = {
-    "ReduceMean", "ReduceMax", "ReduceMin", "ReduceSum", "ReduceProd", "ReduceL1", "ReduceL2",
-    "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare",
-}  # fmt: skip
+    "ReduceMean",
+    "ReduceMax",
+    "ReduceMin",
+    "ReduceSum",
+    "ReduceProd",
+    "ReduceL1",
+    "ReduceL2",
+    "ReduceLogSum",
+    "ReduceLogSumExp",
+    "ReduceSumSquare",
+}
 
 
 def _constants(graph: onnx.GraphProto) -> dict[str, onnx.TensorProto]:

@@ -92,10 +92,35 @@ QDQ_EXTRA_OPTIONS: dict[str, Any] = {
 
 # Ops that may sit between the exit head's probabilities and the If condition (kept in fp32).
 _DECISION_OPS = {
-    "ReduceMax", "ReduceMin", "ReduceSum", "Greater", "GreaterOrEqual", "Less", "LessOrEqual",
-    "Equal", "Not", "And", "Or", "Xor", "Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identity",
-    "Cast", "Softmax", "Sub", "Mul", "Div", "Neg", "Abs", "Log", "Exp", "Max", "Min",
-}  # fmt: skip
+    "ReduceMax",
+    "ReduceMin",
+    "ReduceSum",
+    "Greater",
+    "GreaterOrEqual",
+    "Less",
+    "LessOrEqual",
+    "Equal",
+    "Not",
+    "And",
+    "Or",
+    "Xor",
+    "Reshape",
+    "Squeeze",
+    "Unsqueeze",
+    "Flatten",
+    "Identity",
+    "Cast",
+    "Softmax",
+    "Sub",
+    "Mul",
+    "Div",
+    "Neg",
+    "Abs",
+    "Log",
+    "Exp",
+    "Max",
+    "Min",
+}
 _CLAMP_WARNING = "will be truncated to"  # onnxconverter_common: a value outside fp16's range
 
 
@@ -126,9 +151,15 @@ class Int8Settings:
             )
 
     def key(self) -> dict[str, Any]:
-        return {**asdict(self), "op_types": list(self.op_types), "extra": QDQ_EXTRA_OPTIONS,
-                "outputs_quantized": False, "per_channel": True, "format": "QDQ",
-                "types": "QInt8/QInt8"}  # fmt: skip
+        return {
+            **asdict(self),
+            "op_types": list(self.op_types),
+            "extra": QDQ_EXTRA_OPTIONS,
+            "outputs_quantized": False,
+            "per_channel": True,
+            "format": "QDQ",
+            "types": "QInt8/QInt8",
+        }
 
 
 def converter_versions() -> dict[str, str]:
@@ -438,9 +469,10 @@ def _assemble(
         mine = G.defined_names(sub, nested=True)
         mapping = {n: _fresh(n, attr.name, taken | mine) for n in sorted(mine & taken)}
         node_map = {
-            n: _fresh(n, attr.name, taken_nodes) for n in sorted(G.node_names(sub) & taken_nodes)
+            n: _fresh(n, attr.name, taken_nodes)
+            for n in sorted(G.node_names(sub) & taken_nodes)
             if n
-        }  # fmt: skip
+        }
         G.rename(sub, mapping, node_map)
         taken |= G.defined_names(sub, nested=True)
         taken_nodes |= G.node_names(sub)

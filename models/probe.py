@@ -79,8 +79,9 @@ def settle(
         raise ValueError(f"{a.source}: settle needs a sound analysis:\n{a.explain()}")
     runnable = drivable(model, a, batch=batch)
     # the options the user forced are what the static analysis recorded (layout, flag output)
-    again = analyze(runnable, a.source, layout=a.layout, input_layout=a.image_layout,
-                    flag_output=a.flag_output)  # fmt: skip
+    again = analyze(
+        runnable, a.source, layout=a.layout, input_layout=a.image_layout, flag_output=a.flag_output
+    )
     if not again.ok or again.undetermined:  # pragma: no cover - the rewrite keeps what was found
         return Settled(runnable, again, {})
     if again.image_layout == "NHWC":
@@ -94,8 +95,15 @@ def ort_errors() -> tuple[type[Exception], ...]:
     Exception directly), to be turned into one message naming the model."""
     from onnxruntime.capi import onnxruntime_pybind11_state as st
 
-    names = ("Fail", "InvalidArgument", "InvalidGraph", "InvalidProtobuf", "NoSuchFile",
-             "NotImplemented", "RuntimeException")  # fmt: skip
+    names = (
+        "Fail",
+        "InvalidArgument",
+        "InvalidGraph",
+        "InvalidProtobuf",
+        "NoSuchFile",
+        "NotImplemented",
+        "RuntimeException",
+    )
     return tuple(getattr(st, n) for n in names if hasattr(st, n))
 
 
@@ -149,19 +157,23 @@ def probe(
     for force in (None, "exit", "deep"):
         s = session(reference_model(model, a, force))
         cols = [o.name for o in s.get_outputs()]
-        rows = [dict(zip(cols, s.run(None, feed(model, a, x, default_threshold)), strict=True))
-                for x in images]  # fmt: skip
+        rows = [
+            dict(zip(cols, s.run(None, feed(model, a, x, default_threshold)), strict=True))
+            for x in images
+        ]
         runs[force] = rows
     ex, dp = runs["exit"], runs["deep"]
     for o in names:
         se, sd = np.shape(ex[0][o]), np.shape(dp[0][o])
         if se != sd:
-            a.problems.append(Problem(
-                "branch_shape_mismatch",
-                f"If node {a.if_node!r} output {o!r}: the branches yield shapes {list(se)} (exit) "
-                f"and {list(sd)} (deep) when run; they must be identical (different shapes make "
-                "output shapes data-dependent, which TensorRT cannot capture in a CUDA graph)",
-            ))  # fmt: skip
+            a.problems.append(
+                Problem(
+                    "branch_shape_mismatch",
+                    f"If node {a.if_node!r} output {o!r}: the branches yield shapes {list(se)} (exit) "
+                    f"and {list(sd)} (deep) when run; they must be identical (different shapes make "
+                    "output shapes data-dependent, which TensorRT cannot capture in a CUDA graph)",
+                )
+            )
     if a.problems:
         return a, {}
     _settle_flag(a, names, ex, dp)
@@ -173,12 +185,14 @@ def probe(
     read = exits(score, a.exit_when, default_threshold)
     clear = np.abs(score - default_threshold) > 1e-6
     if np.any(clear & (own != read)):
-        a.problems.append(Problem(
-            "comparison_misread",
-            f"If node {a.if_node!r}: the model exits where `{a.describe()}` says it does not "
-            f"(scores {score.round(4).tolist()}, model exits {own.tolist()}): exitgate misread the "
-            "comparison; please report this model",
-        ))  # fmt: skip
+        a.problems.append(
+            Problem(
+                "comparison_misread",
+                f"If node {a.if_node!r}: the model exits where `{a.describe()}` says it does not "
+                f"(scores {score.round(4).tolist()}, model exits {own.tolist()}): exitgate misread the "
+                "comparison; please report this model",
+            )
+        )
         return a, {}
     paths = _forcing_paths(model, a, images, default_threshold)
     return a, paths
@@ -197,12 +211,19 @@ def _settle_flag(a: ExitAnalysis, names: list[str], ex: list[dict], dp: list[dic
     # the outputs that are the flag when the branches are forced, by layout (best first; the
     # layout "none", which reads the path by matching outputs, is always possible)
     flags: dict[str, list[str | None]] = {
-        "separate": [o for o in names if len(names) >= 2 and sizes[o] == 1
-                     and const(ex, o, 0.0, False) and const(dp, o, 1.0, False)],
-        "concat": [o for o in names if sizes[o] > 2 and const(ex, o, 0.0, True)
-                   and const(dp, o, 1.0, True)],
+        "separate": [
+            o
+            for o in names
+            if len(names) >= 2
+            and sizes[o] == 1
+            and const(ex, o, 0.0, False)
+            and const(dp, o, 1.0, False)
+        ],
+        "concat": [
+            o for o in names if sizes[o] > 2 and const(ex, o, 0.0, True) and const(dp, o, 1.0, True)
+        ],
         "none": [None],
-    }  # fmt: skip
+    }
     found = next(k for k, v in flags.items() if v)
     flag = flags[found][0]
     # what the user forced is checked against that: a named flag must be one (and fixes the
@@ -211,21 +232,29 @@ def _settle_flag(a: ExitAnalysis, names: list[str], ex: list[dict], dp: list[dic
     if a.flag_output is not None:
         named = [k for k, v in flags.items() if a.flag_output in v]
         if not named:
-            a.problems.append(Problem(
-                "flag_output_mismatch",
-                f"flag_output={a.flag_output!r}: forcing the branches does not make that output 0 "
-                "(exit) and 1 (deep); "
-                + (f"the flag is {flag!r} ({found} layout)" if flag else "the model has no flag"),
-            ))  # fmt: skip
+            a.problems.append(
+                Problem(
+                    "flag_output_mismatch",
+                    f"flag_output={a.flag_output!r}: forcing the branches does not make that output 0 "
+                    "(exit) and 1 (deep); "
+                    + (
+                        f"the flag is {flag!r} ({found} layout)"
+                        if flag
+                        else "the model has no flag"
+                    ),
+                )
+            )
             return
         found, flag, layouts = named[0], a.flag_output, {named[0]}
     if a.layout is not None and a.layout != found:
         if a.layout not in layouts:
-            a.problems.append(Problem(
-                "layout_mismatch",
-                f"--flag-layout={a.layout} does not match the model: forcing the branches shows "
-                f"the {found} layout" + (f" (flag {flag!r})" if flag else " (no flag output)"),
-            ))  # fmt: skip
+            a.problems.append(
+                Problem(
+                    "layout_mismatch",
+                    f"--flag-layout={a.layout} does not match the model: forcing the branches shows "
+                    f"the {found} layout" + (f" (flag {flag!r})" if flag else " (no flag output)"),
+                )
+            )
             return
         found, flag = a.layout, flags[a.layout][0]
     a.layout, a.flag_output = found, flag
@@ -241,8 +270,12 @@ def _forcing_paths(
     s = session(reference_model(model, a))
 
     def decisions(t: float) -> np.ndarray:
-        return np.array([bool(np.asarray(s.run([EXITS_OUTPUT], feed(model, a, x, t))[0])
-                              .reshape(-1)[0]) for x in images])  # fmt: skip
+        return np.array(
+            [
+                bool(np.asarray(s.run([EXITS_OUTPUT], feed(model, a, x, t))[0]).reshape(-1)[0])
+                for x in images
+            ]
+        )
 
     assert a.exit_when is not None
     for t_exit, t_deep in _forcing(a.exit_when):
@@ -252,10 +285,12 @@ def _forcing_paths(
                 "exit_never": ExitPath("exit_never", t_deep, 1.0, "deep"),
                 "exit_default": ExitPath("exit_default", default, None, None),
             }
-    a.problems.append(Problem(
-        "not_driven",
-        f"the exit is not driven by threshold input {a.threshold_input!r}: at thresholds "
-        f"{_forcing(a.exit_when)[0]} (which must force the exit and the deep branch for "
-        f"`{a.describe()}`) the model's condition still decides otherwise",
-    ))  # fmt: skip
+    a.problems.append(
+        Problem(
+            "not_driven",
+            f"the exit is not driven by threshold input {a.threshold_input!r}: at thresholds "
+            f"{_forcing(a.exit_when)[0]} (which must force the exit and the deep branch for "
+            f"`{a.describe()}`) the model's condition still decides otherwise",
+        )
+    )
     return {}

@@ -71,13 +71,17 @@ class ModelSpec:
     def _factory(self):
         module, sep, attr = self.architecture.partition(":")
         if not sep or not module or not attr:
-            raise ValueError(f"zoo model {self.name!r}: architecture {self.architecture!r} is not "
-                             "'module:function'")  # fmt: skip
+            raise ValueError(
+                f"zoo model {self.name!r}: architecture {self.architecture!r} is not "
+                "'module:function'"
+            )
         try:
             return getattr(importlib.import_module(module), attr)
         except (ImportError, AttributeError) as exc:
-            raise ValueError(f"zoo model {self.name!r}: architecture {self.architecture!r} cannot "
-                             f"be imported: {exc}") from exc  # fmt: skip
+            raise ValueError(
+                f"zoo model {self.name!r}: architecture {self.architecture!r} cannot "
+                f"be imported: {exc}"
+            ) from exc
 
     def build(self) -> Backbone:
         """A fresh, untrained backbone of this architecture (imports torch)."""

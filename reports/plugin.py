@@ -188,8 +188,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         item.user_properties.append((FAMILY, checked[where]))
 
 
-def family_declaration(where: str, name: object = None, facts: object = None,
-                       order: object = 100, **unknown: object) -> dict[str, Any]:  # fmt: skip
+def family_declaration(
+    where: str, name: object = None, facts: object = None, order: object = 100, **unknown: object
+) -> dict[str, Any]:
     """The ``exitgate_family`` marker's arguments, checked: a bad declaration is a usage error
     naming the file."""
     problem = None

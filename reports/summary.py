@@ -23,8 +23,14 @@ from models._io import atomic_write_text
 
 __all__ = ["LAYOUTS", "families", "render_html", "render_markdown", "sections", "write_summary"]
 
-SYMBOL = {"passed": "pass", "failed": "FAIL", "error": "ERROR", "skipped": "skip",
-          "xfailed": "xfail", "xpassed": "XPASS"}  # fmt: skip
+SYMBOL = {
+    "passed": "pass",
+    "failed": "FAIL",
+    "error": "ERROR",
+    "skipped": "skip",
+    "xfailed": "xfail",
+    "xpassed": "XPASS",
+}
 _ORDER = ["ERROR", "FAIL", "XPASS", "pass", "xfail", "skip"]
 
 
@@ -89,8 +95,10 @@ def _fmt(v: Any) -> str:
     """A recorded fact as one readable cell."""
     if isinstance(v, dict) and "median_ms" in v:
         how = f", {v['launch']}" if v.get("launch") else ""
-        return (f"median {v['median_ms']:.3f} ms [p5 {v.get('p05_ms', float('nan')):.3f}, "
-                f"p95 {v.get('p95_ms', float('nan')):.3f}] ({v.get('metric', '?')} time{how})")  # fmt: skip
+        return (
+            f"median {v['median_ms']:.3f} ms [p5 {v.get('p05_ms', float('nan')):.3f}, "
+            f"p95 {v.get('p95_ms', float('nan')):.3f}] ({v.get('metric', '?')} time{how})"
+        )
     if isinstance(v, list):
         return "; ".join(map(str, v))
     return v if isinstance(v, str) else json.dumps(v)
@@ -101,46 +109,114 @@ def _pct(x: float | None) -> str:
 
 
 def _exit_rows(rows: list[tuple[str, Any]]) -> list[list[Any]]:
-    return [[c, e.get("criterion", ""), e["threshold"], _pct(e["exit_rate"]), _pct(e.get("accuracy")),
-             _pct(e.get("accuracy_exited")), _pct(e.get("accuracy_deep")), e["n"]]
-            for c, e in rows]  # fmt: skip
+    return [
+        [
+            c,
+            e.get("criterion", ""),
+            e["threshold"],
+            _pct(e["exit_rate"]),
+            _pct(e.get("accuracy")),
+            _pct(e.get("accuracy_exited")),
+            _pct(e.get("accuracy_deep")),
+            e["n"],
+        ]
+        for c, e in rows
+    ]
 
 
 def _audit_rows(rows: list[tuple[str, Any]]) -> list[list[Any]]:
-    return [[case, branch, info["text"], "LEFT AT FP32" if info.get("left_fp32") else ""]
-            for case, a in rows for branch, info in a.items()]  # fmt: skip
+    return [
+        [case, branch, info["text"], "LEFT AT FP32" if info.get("left_fp32") else ""]
+        for case, a in rows
+        for branch, info in a.items()
+    ]
 
 
 def _stream_rows(rows: list[tuple[str, Any]]) -> list[list[Any]]:
     out = []
     for case, st in rows:
         for lab, r in st["strategies"].items():
-            sp = (f"{r['speedup']:.2f}x [{r['speedup_low']:.2f}, {r['speedup_high']:.2f}]"
-                  if "speedup" in r else "")  # fmt: skip
-            out.append([case, st["criterion"], f"{st['threshold']:g}", lab,
-                        f"{r['mean_ms']:.3f}", f"{r['p99_ms']:.3f}", _pct(r["exit_rate"]),
-                        sp, f"{r['promised']:.2f}x" if "promised" in r else ""])  # fmt: skip
+            sp = (
+                f"{r['speedup']:.2f}x [{r['speedup_low']:.2f}, {r['speedup_high']:.2f}]"
+                if "speedup" in r
+                else ""
+            )
+            out.append(
+                [
+                    case,
+                    st["criterion"],
+                    f"{st['threshold']:g}",
+                    lab,
+                    f"{r['mean_ms']:.3f}",
+                    f"{r['p99_ms']:.3f}",
+                    _pct(r["exit_rate"]),
+                    sp,
+                    f"{r['promised']:.2f}x" if "promised" in r else "",
+                ]
+            )
         if "twin" in st:
-            out.append([case, "", "", "no-exit twin", f"{st['twin']['mean_ms']:.3f}",
-                        f"{st['twin']['p99_ms']:.3f}", "", "1.00x", ""])  # fmt: skip
+            out.append(
+                [
+                    case,
+                    "",
+                    "",
+                    "no-exit twin",
+                    f"{st['twin']['mean_ms']:.3f}",
+                    f"{st['twin']['p99_ms']:.3f}",
+                    "",
+                    "1.00x",
+                    "",
+                ]
+            )
     return out
 
 
 Layout = tuple[list[str], Callable[[list[tuple[str, Any]]], list[list[Any]]], str]
 LAYOUTS: dict[str, Layout] = {  # fact key -> (header, rows from [(case, value)], note)
-    "exit": (["case", "criterion", "threshold", "exit rate", "accuracy", "accuracy of exited",
-              "accuracy of deep path", "inputs"], _exit_rows, ""),
+    "exit": (
+        [
+            "case",
+            "criterion",
+            "threshold",
+            "exit rate",
+            "accuracy",
+            "accuracy of exited",
+            "accuracy of deep path",
+            "inputs",
+        ],
+        _exit_rows,
+        "",
+    ),
     "correctness": (["summary"], lambda rows: [[line] for _, line in rows], ""),
-    "audit": (["case", "branch", "coverage", "flag"], _audit_rows,
-              "counts of Conv/Gemm/MatMul running in the target precision"),
-    "stream": (["case", "criterion", "threshold", "strategy", "mean ms", "p99 ms", "exit rate",
-                "speed-up over twin [95 %]", "promised by path latencies"], _stream_rows,
-               "each input its own inference, loaded in place, its path decided by the model; "
-               "timing: GPU events (device) or perf_counter (host)"),
-    "engine": (["case", "engine"],
-               lambda rows: [[c, ", ".join(f"{k} {v}" for k, v in e.items() if k != "plan")]
-                             for c, e in rows], ""),
-}  # fmt: skip
+    "audit": (
+        ["case", "branch", "coverage", "flag"],
+        _audit_rows,
+        "counts of Conv/Gemm/MatMul running in the target precision",
+    ),
+    "stream": (
+        [
+            "case",
+            "criterion",
+            "threshold",
+            "strategy",
+            "mean ms",
+            "p99 ms",
+            "exit rate",
+            "speed-up over twin [95 %]",
+            "promised by path latencies",
+        ],
+        _stream_rows,
+        "each input its own inference, loaded in place, its path decided by the model; "
+        "timing: GPU events (device) or perf_counter (host)",
+    ),
+    "engine": (
+        ["case", "engine"],
+        lambda rows: [
+            [c, ", ".join(f"{k} {v}" for k, v in e.items() if k != "plan")] for c, e in rows
+        ],
+        "",
+    ),
+}
 """Facts with columns of their own; every other declared fact is a ``case | result`` table."""
 _PLAIN: Layout = (["case", "result"], lambda rows: [[c, _fmt(v)] for c, v in rows], "")
 
@@ -156,9 +232,14 @@ def sections(run: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any]],
     declared = _declared(run)
     undeclared = sorted({f for v in fam.values() for f in v} - {d["name"] for d in declared})
     cols = [d["name"] for d in declared if any(d["name"] in v for v in fam.values())] + undeclared
-    out.append(("Status per model", ["model", *cols],
-                [[m, *[v.get(c, "") for c in cols]] for m, v in fam.items()],
-                "worst outcome over the model's tests; (n) = number of tests"))  # fmt: skip
+    out.append(
+        (
+            "Status per model",
+            ["model", *cols],
+            [[m, *[v.get(c, "") for c in cols]] for m, v in fam.items()],
+            "worst outcome over the model's tests; (n) = number of tests",
+        )
+    )
     titles: dict[str, str] = {}  # fact key -> title: the first family (in order) declaring it wins
     for d in declared:
         for key, title in d["facts"]:
@@ -168,12 +249,18 @@ def sections(run: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any]],
         if rows:
             header, make, note = LAYOUTS.get(key, _PLAIN)
             out.append((title, header, make(rows), note))
-    skipped = [[nodeid, t.get("reason", "")] for nodeid, t in sorted(run["tests"].items())
-               if t["outcome"] in ("skipped", "xfailed")]  # fmt: skip
+    skipped = [
+        [nodeid, t.get("reason", "")]
+        for nodeid, t in sorted(run["tests"].items())
+        if t["outcome"] in ("skipped", "xfailed")
+    ]
     if skipped:
         out.append(("Skipped or expected to fail, and why", ["test", "reason"], skipped, ""))
-    failed = [[nodeid, t.get("reason", "")] for nodeid, t in sorted(run["tests"].items())
-              if t["outcome"] in ("failed", "error", "xpassed")]  # fmt: skip
+    failed = [
+        [nodeid, t.get("reason", "")]
+        for nodeid, t in sorted(run["tests"].items())
+        if t["outcome"] in ("failed", "error", "xpassed")
+    ]
     if failed:
         out.append(("Failures", ["test", "first line"], failed, ""))
     return out
@@ -181,8 +268,12 @@ def sections(run: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any]],
 
 def render_markdown(run: dict[str, Any], plots: list[str]) -> str:
     c = _counts(run)
-    lines = ["# exitgate run summary", "",
-             "**" + ", ".join(f"{v} {k}" for k, v in sorted(c.items())) + "**", ""]  # fmt: skip
+    lines = [
+        "# exitgate run summary",
+        "",
+        "**" + ", ".join(f"{v} {k}" for k, v in sorted(c.items())) + "**",
+        "",
+    ]
     for title, header, rows, note in sections(run):
         lines += [f"## {title}", ""]
         if note:
@@ -204,9 +295,11 @@ th{background:#f2f2f2}.FAIL,.ERROR,.XPASS{background:#fdd;font-weight:bold}.pass
 def render_html(run: dict[str, Any], plots: list[str]) -> str:
     c = _counts(run)
     e = html.escape
-    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>exitgate run summary</title>",
-             f"<style>{_CSS}</style></head><body><h1>exitgate run summary</h1>",
-             "<p><b>" + e(", ".join(f"{v} {k}" for k, v in sorted(c.items()))) + "</b></p>"]  # fmt: skip
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>exitgate run summary</title>",
+        f"<style>{_CSS}</style></head><body><h1>exitgate run summary</h1>",
+        "<p><b>" + e(", ".join(f"{v} {k}" for k, v in sorted(c.items()))) + "</b></p>",
+    ]
     for title, header, rows, note in sections(run):
         parts.append(f"<h2>{e(title)}</h2>")
         if note:

@@ -75,28 +75,53 @@ def test_benchmark(
             launch = launchers.add(case.id, engine, feeds)
             how, stream = launchers.how[case.id], launchers.stream
             n = n_blocks * K
-            t = timing.time_device(lambda _h: launch(), stream, warmup_ms=200, repeat_ms=0,
-                                   min_iters=n, max_iters=n, host_iters=0)  # fmt: skip
+            t = timing.time_device(
+                lambda _h: launch(),
+                stream,
+                warmup_ms=200,
+                repeat_ms=0,
+                min_iters=n,
+                max_iters=n,
+                host_iters=0,
+            )
             blocks["k"] = K
             blocks["gpu_compute_ms"] = timing.block_medians_in_order(t.gpu_compute_ms, K).tolist()
-            benchmark.extra_info.update({"launch": how, "gpu_timing": t.as_dict(),
-                                         "warnings": t.warnings()})  # fmt: skip
+            benchmark.extra_info.update(
+                {"launch": how, "gpu_timing": t.as_dict(), "warnings": t.warnings()}
+            )
             g = t.gpu_compute
-            record("latency", {"median_ms": g.median, "p05_ms": g.p05, "p95_ms": g.p95,
-                               "metric": "gpu_compute", "launch": how})  # fmt: skip
+            record(
+                "latency",
+                {
+                    "median_ms": g.median,
+                    "p05_ms": g.p05,
+                    "p95_ms": g.p95,
+                    "metric": "gpu_compute",
+                    "launch": how,
+                },
+            )
 
             def one() -> None:
                 launch()
                 stream.synchronize()
 
-            benchmark.pedantic(one, rounds=DEVICE_HOST_BLOCKS * HOST_K, iterations=1,
-                               warmup_rounds=20)  # fmt: skip
+            benchmark.pedantic(
+                one, rounds=DEVICE_HOST_BLOCKS * HOST_K, iterations=1, warmup_rounds=20
+            )
     else:
         benchmark.extra_info["launch"] = "host"
-        benchmark.pedantic(lambda: engine.run(feeds), rounds=n_blocks * HOST_K, iterations=1,
-                           warmup_rounds=5)  # fmt: skip
+        benchmark.pedantic(
+            lambda: engine.run(feeds), rounds=n_blocks * HOST_K, iterations=1, warmup_rounds=5
+        )
         if benchmark.stats is not None:
             st = benchmark.stats.stats
-            record("latency", {"median_ms": st.median * 1e3, "p05_ms": st.min * 1e3,
-                               "p95_ms": st.max * 1e3, "metric": "host"})  # fmt: skip
+            record(
+                "latency",
+                {
+                    "median_ms": st.median * 1e3,
+                    "p05_ms": st.min * 1e3,
+                    "p95_ms": st.max * 1e3,
+                    "metric": "host",
+                },
+            )
     _host_blocks(benchmark, blocks)

@@ -25,8 +25,13 @@ def test_matches_reference(
     __tracebackhide__ = True
     precision = case.precision or "fp32"
     t = prepared.threshold_for(case.path)
-    cmp = compare_runs(case.id, workspace.candidate(case.model, precision, t),
-                       workspace.reference(case.model, t), workspace.settings.profile, precision)  # fmt: skip
+    cmp = compare_runs(
+        case.id,
+        workspace.candidate(case.model, precision, t),
+        workspace.reference(case.model, t),
+        workspace.settings.profile,
+        precision,
+    )
     record("correctness", cmp.line())
     if not cmp.passed:
         pytest.fail(

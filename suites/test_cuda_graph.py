@@ -30,24 +30,37 @@ def test_twin_is_capturable(
     verdict = check_capturable(device_engine, feeds, cuda_stream)
     record("capture", verdict.message)
     if not verdict.capturable:
-        pytest.fail(f"[{case.id}] the no-exit twin must be CUDA-graph capturable: "
-                    f"{verdict.message}", pytrace=False)  # fmt: skip
+        pytest.fail(
+            f"[{case.id}] the no-exit twin must be CUDA-graph capturable: {verdict.message}",
+            pytrace=False,
+        )
 
 
 @pytest.mark.exitgate_cases(precision=True)
 def test_early_exit_capture(
-    case: Case, prepared: Prepared, workspace: Workspace, device_engine, cuda_stream, record,
+    case: Case,
+    prepared: Prepared,
+    workspace: Workspace,
+    device_engine,
+    cuda_stream,
+    record,
     request: pytest.FixtureRequest,
-) -> None:  # fmt: skip
+) -> None:
     __tracebackhide__ = True
     from fixtures.gpu.capturability import check_capturable
 
     profile = workspace.settings.profile
     if not profile.conditional_capturable:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            f"profile {profile.name}: engines with conditionals are not expected to be "
-            "CUDA-graph capturable (the If condition is read on the host); XPASS means this "
-            "backend now captures them: update the profile")))  # fmt: skip
+        request.applymarker(
+            pytest.mark.xfail(
+                strict=True,
+                reason=(
+                    f"profile {profile.name}: engines with conditionals are not expected to be "
+                    "CUDA-graph capturable (the If condition is read on the host); XPASS means this "
+                    "backend now captures them: update the profile"
+                ),
+            )
+        )
     # the first input that exits at the default threshold and one that does not, plus extremes
     feeds = {p: prepared.feed(prepared.threshold_for(p)) for p in ("exit_always", "exit_never")}
     verdict = check_capturable(device_engine, feeds, cuda_stream)

@@ -114,8 +114,11 @@ class _Timer:
 
 
 def _summary(ms: np.ndarray) -> dict:
-    return {"mean_ms": float(ms.mean()), "p99_ms": float(np.percentile(ms, 99)),
-            "median_ms": float(np.median(ms))}  # fmt: skip
+    return {
+        "mean_ms": float(ms.mean()),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "median_ms": float(np.median(ms)),
+    }
 
 
 @pytest.mark.serial
@@ -129,8 +132,10 @@ def test_exit_value(
     precision = case.precision or "fp32"
     engines, notes = _engines(workspace, case, precision, strategy_cache)
     if not any(lab != "twin" for lab in engines):
-        pytest.skip(f"[{case.id}] no execution strategy runs here: "
-                    + "; ".join(f"{k}: {v}" for k, v in notes.items()))  # fmt: skip
+        pytest.skip(
+            f"[{case.id}] no execution strategy runs here: "
+            + "; ".join(f"{k}: {v}" for k, v in notes.items())
+        )
     device = cuda.available() is None and all(e.supports_device for e in engines.values())
     a, y = prepared.analysis, prepared.data.y
     t0 = prepared.default_threshold
@@ -141,8 +146,9 @@ def test_exit_value(
     thresholds = _sweep(prepared, ref.score, SWEEP["device" if device else "host"])
     timer = _Timer(prepared, device)
     try:
-        lat = {lab: {t: timer(e, t) for t in thresholds} for lab, e in engines.items()
-               if lab != "twin"}  # fmt: skip
+        lat = {
+            lab: {t: timer(e, t) for t in thresholds} for lab, e in engines.items() if lab != "twin"
+        }
         twin_ms = timer(engines["twin"], t0) if "twin" in engines else None
     finally:
         timer.close()
@@ -168,8 +174,14 @@ def test_exit_value(
     record("tradeoff", tradeoff)
 
     # the stream at the model's own threshold
-    stream: dict = {"threshold": t0, "criterion": a.describe(), "n": len(y),
-                    "timing": tradeoff["timing"], "unavailable": notes, "strategies": {}}  # fmt: skip
+    stream: dict = {
+        "threshold": t0,
+        "criterion": a.describe(),
+        "n": len(y),
+        "timing": tradeoff["timing"],
+        "unavailable": notes,
+        "strategies": {},
+    }
     if twin_ms is not None:
         stream["twin"] = _summary(twin_ms)
     claims = []
@@ -189,9 +201,12 @@ def test_exit_value(
     record("stream", stream)
     for lab, row in claims:
         if row["speedup_low"] <= 1.0:
-            fail(case, f"{lab} promises {row['promised']:.2f}x over the no-exit twin at exit rate "
-                       f"{row['exit_rate']:.0%} (from its own exit/deep latencies) but realises "
-                       f"{row['speedup']:.2f}x [{row['speedup_low']:.2f}, {row['speedup_high']:.2f}] "
-                       f"over the stream of {len(y)} inputs: mean {row['mean_ms']:.3f} ms vs twin "
-                       f"{stream['twin']['mean_ms']:.3f} ms. Something per input (input loading, "
-                       "the decision, graph launch) eats the exit's saving.")  # fmt: skip
+            fail(
+                case,
+                f"{lab} promises {row['promised']:.2f}x over the no-exit twin at exit rate "
+                f"{row['exit_rate']:.0%} (from its own exit/deep latencies) but realises "
+                f"{row['speedup']:.2f}x [{row['speedup_low']:.2f}, {row['speedup_high']:.2f}] "
+                f"over the stream of {len(y)} inputs: mean {row['mean_ms']:.3f} ms vs twin "
+                f"{stream['twin']['mean_ms']:.3f} ms. Something per input (input loading, "
+                "the decision, graph launch) eats the exit's saving.",
+            )

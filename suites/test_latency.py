@@ -56,17 +56,24 @@ def _order(settings) -> list[str]:
 @pytest.fixture(scope="session")
 def ordering_family(request: pytest.FixtureRequest, workspace: Workspace):
     """The run's ordering pairs, for Holm across all of them (counted from the collected cases)."""
-    cases = [item for item in request.session.items
-             if getattr(item, "originalname", None) == "test_latency_ordering"]  # fmt: skip
+    cases = [
+        item
+        for item in request.session.items
+        if getattr(item, "originalname", None) == "test_latency_ordering"
+    ]
     size = len(cases) * max(len(_order(workspace.settings)) - 1, 0)
     family = GateFamily(max(size, 1), alpha=ALPHA)
     yield family
     changed = family.finish()
     resolved = [f"[{name}] {r.describe()}" for name, r in changed if r.verdict == Verdict.HOLDS]
     if resolved:
-        warnings.warn(TimingInconclusive(
-            f"with Holm over all {family.size} ordering pairs of the run, now established: "
-            + "; ".join(resolved)), stacklevel=1)  # fmt: skip
+        warnings.warn(
+            TimingInconclusive(
+                f"with Holm over all {family.size} ordering pairs of the run, now established: "
+                + "; ".join(resolved)
+            ),
+            stacklevel=1,
+        )
     inverted = [f"[{name}] {r.describe()}" for name, r in changed if r.verdict == Verdict.INVERTED]
     if inverted:
         pytest.fail(

@@ -37,8 +37,18 @@ def test_branches_run_in_target_precision(
     except BackendUnavailable as exc:
         pytest.skip(f"[{case.id}] {exc}")
     result = audit(artifact, precision, exit_branch=prepared.analysis.exit_branch or "then_branch")
-    record("audit", {b: {"text": a.text(), "left_fp32": a.left_fp32, "converted": a.converted,
-                         "total": a.total} for b, a in result.branches.items()})  # fmt: skip
+    record(
+        "audit",
+        {
+            b: {
+                "text": a.text(),
+                "left_fp32": a.left_fp32,
+                "converted": a.converted,
+                "total": a.total,
+            }
+            for b, a in result.branches.items()
+        },
+    )
     if result.left_fp32:
         pytest.fail(
             f"[{case.id}] branch(es) {', '.join(result.left_fp32)} left in fp32:\n  "

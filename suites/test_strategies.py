@@ -56,8 +56,11 @@ def _runs(workspace: Workspace, case: Case, prepared: Prepared, cache: dict, t: 
     return cache[key]
 
 
-@pytest.mark.exitgate_cases(precision=True, paths=("exit_always", "exit_never", "exit_default"),
-                            strategies=("fused", "split_host", "split_graph"))  # fmt: skip
+@pytest.mark.exitgate_cases(
+    precision=True,
+    paths=("exit_always", "exit_never", "exit_default"),
+    strategies=("fused", "split_host", "split_graph"),
+)
 def test_strategy_exit_flag_and_correctness(
     case: Case, prepared: Prepared, workspace: Workspace, strategy_cache: dict, record
 ) -> None:
@@ -79,12 +82,22 @@ def test_strategy_exit_flag_and_correctness(
         fused = workspace.candidate(case.model, precision, t)
         same_flag = bool(np.array_equal(fused.flag, got.flag))
         diff = float(np.abs(fused.probs - got.probs).max())
-        record("strategy_vs_fused", {"strategy": case.strategy, "flags_equal": same_flag,
-                                     "max_abs_diff": diff, "identical": same_flag and diff == 0})  # fmt: skip
+        record(
+            "strategy_vs_fused",
+            {
+                "strategy": case.strategy,
+                "flags_equal": same_flag,
+                "max_abs_diff": diff,
+                "identical": same_flag and diff == 0,
+            },
+        )
         atol = profile.tol(precision, "atol")
         if not same_flag or diff > atol:
-            fail(case, f"{case.strategy} differs from the fused engine: flags equal {same_flag}, "
-                        f"max |diff| {diff:.3g} (atol {atol:g})")  # fmt: skip
+            fail(
+                case,
+                f"{case.strategy} differs from the fused engine: flags equal {same_flag}, "
+                f"max |diff| {diff:.3g} (atol {atol:g})",
+            )
 
 
 # ---- latency: fused vs split_host vs split_graph vs the no-exit twin ----
@@ -92,8 +105,9 @@ def test_strategy_exit_flag_and_correctness(
 
 @pytest.mark.serial
 @pytest.mark.gpu
-@pytest.mark.exitgate_cases(models="zoo", precision=True,
-                            paths=("exit_always", "exit_never", "exit_default"))  # fmt: skip
+@pytest.mark.exitgate_cases(
+    models="zoo", precision=True, paths=("exit_always", "exit_never", "exit_default")
+)
 def test_strategy_latency(
     case: Case, prepared: Prepared, workspace: Workspace, strategy_cache: dict, record
 ) -> None:
@@ -106,9 +120,11 @@ def test_strategy_latency(
     if reason:
         pytest.skip(f"[{case.id}] the strategy latency comparison needs a GPU: {reason}")
     if not (get_descriptor(backend).device and get_descriptor(backend).split_halves):
-        pytest.skip(f"[{case.id}] split engines with device halves exist for "
-                    f"{device_split_backends()} "
-                    f"({strategy_unavailable(backend, 'split_graph') or backend})")  # fmt: skip
+        pytest.skip(
+            f"[{case.id}] split engines with device halves exist for "
+            f"{device_split_backends()} "
+            f"({strategy_unavailable(backend, 'split_graph') or backend})"
+        )
     precision = case.precision or "fp32"
     feeds = prepared.feed(prepared.threshold_for(case.path))
     engines, notes = {}, {}
@@ -144,8 +160,9 @@ def test_strategy_latency(
         gate = ordering_gate(med, labels, [("plain", "split_graph")], delta_inv=slowdown)[0]
     if gate is not None:
         facts["gate"] = gate.describe()
-    line = ", ".join(f"{lab} {ms[lab]:.3f} ms" + ("" if how[lab] == "graph" else " (no graph)")
-                     for lab in ms)  # fmt: skip
+    line = ", ".join(
+        f"{lab} {ms[lab]:.3f} ms" + ("" if how[lab] == "graph" else " (no graph)") for lab in ms
+    )
     if "twin_over_split_graph" in facts:
         line += f"; twin/split_graph {facts['twin_over_split_graph']:.2f}x"
     if gate is not None:
@@ -157,8 +174,14 @@ def test_strategy_latency(
     if gate is None:
         return
     if case.path == "exit_always" and gate.verdict != Verdict.HOLDS:
-        fail(case, f"split_graph at exit_always is not at least {speedup:g}x as fast as the "
-                    f"no-exit twin's graph: {gate.describe()}; medians {ms}")  # fmt: skip
+        fail(
+            case,
+            f"split_graph at exit_always is not at least {speedup:g}x as fast as the "
+            f"no-exit twin's graph: {gate.describe()}; medians {ms}",
+        )
     if case.path == "exit_never" and gate.verdict == Verdict.INVERTED:
-        fail(case, f"split_graph at exit_never is more than {slowdown:.0%} slower than "
-                    f"the no-exit twin's graph: {gate.describe()}; medians {ms}")  # fmt: skip
+        fail(
+            case,
+            f"split_graph at exit_never is more than {slowdown:.0%} slower than "
+            f"the no-exit twin's graph: {gate.describe()}; medians {ms}",
+        )

@@ -73,8 +73,9 @@ def twin_launcher(twin: str, precision: str, stream: cuda.Stream):
     return timing.device_launcher(engine, {"input": image}, stream)
 
 
-def back_to_back_ms(launch, stream: cuda.Stream, n: int = BACK_TO_BACK,
-                    runs: int = BACK_TO_BACK_RUNS) -> float:  # fmt: skip
+def back_to_back_ms(
+    launch, stream: cuda.Stream, n: int = BACK_TO_BACK, runs: int = BACK_TO_BACK_RUNS
+) -> float:
     """Median over ``runs`` of: events around ``n`` launches queued back to back, / n. A few
     launches are queued first, so the start event is reached with the GPU already busy."""
     start, end = cuda.Event(), cuda.Event()
@@ -154,8 +155,9 @@ def cupti_busy_ms(torch, launch, stream: cuda.Stream, n: int = PROFILED) -> tupl
 def measure_twin(torch, twin: str, precision: str, stream: cuda.Stream) -> TwinTiming:
     launch, how, close = twin_launcher(twin, precision, stream)
     try:
-        t = timing.time_device(lambda _h: launch(), stream, warmup_ms=500, repeat_ms=1000,
-                               host_iters=300)  # fmt: skip
+        t = timing.time_device(
+            lambda _h: launch(), stream, warmup_ms=500, repeat_ms=1000, host_iters=300
+        )
         b2b = back_to_back_ms(launch, stream)
         cupti_error = None
         try:
@@ -167,9 +169,20 @@ def measure_twin(torch, twin: str, precision: str, stream: cuda.Stream) -> TwinT
         stream.synchronize()
         close()
     host = t.host_latency
-    return TwinTiming(twin, precision, how, t.gpu_compute.median, b2b, busy, old,
-                      t.enqueue.median, host.median if host else float("nan"), kernels,
-                      t.gpu_compute.cv, cupti_error)  # fmt: skip
+    return TwinTiming(
+        twin,
+        precision,
+        how,
+        t.gpu_compute.median,
+        b2b,
+        busy,
+        old,
+        t.enqueue.median,
+        host.median if host else float("nan"),
+        kernels,
+        t.gpu_compute.cv,
+        cupti_error,
+    )
 
 
 def table(rows: list[TwinTiming]) -> str:
@@ -189,8 +202,9 @@ def table(rows: list[TwinTiming]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tests.gpu_harness_table",
-                                 description=__doc__.split("\n")[0])  # fmt: skip
+    ap = argparse.ArgumentParser(
+        prog="python -m tests.gpu_harness_table", description=__doc__.split("\n")[0]
+    )
     ap.add_argument("--twins", default=",".join(TWINS))
     ap.add_argument("--precisions", default=",".join(PRECISIONS))
     args = ap.parse_args(argv)
@@ -213,8 +227,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"measured {twin} {precision}", flush=True)
     finally:
         stream.close()
-    print(f"\n{name}, torch {torch.__version__}, cuda-bindings {cuda.bindings().version}, "
-          f"queue depth {timing.DEFAULT_DEPTH}\n")  # fmt: skip
+    print(
+        f"\n{name}, torch {torch.__version__}, cuda-bindings {cuda.bindings().version}, "
+        f"queue depth {timing.DEFAULT_DEPTH}\n"
+    )
     print(table(rows))
     for r in rows:
         if r.cupti_error:

@@ -95,8 +95,10 @@ def build(spec: Spec) -> onnx.ModelProto:
             nodes.append(helper.make_node("Identity", ["cmp_s"], ["cond"]))
     outputs = []
     if not spec.with_if:  # traced-away exit: always the deep branch
-        nodes += [helper.make_node("MatMul", ["feats", "w_deep"], ["dl"]),
-                  helper.make_node("Softmax", ["dl"], ["probs"], axis=1)]  # fmt: skip
+        nodes += [
+            helper.make_node("MatMul", ["feats", "w_deep"], ["dl"]),
+            helper.make_node("Softmax", ["dl"], ["probs"], axis=1),
+        ]
         outputs = [helper.make_tensor_value_info("probs", TensorProto.FLOAT, [1, C])]
         return _model(nodes, inputs, outputs, inits, spec.opset)
 
@@ -106,8 +108,10 @@ def build(spec: Spec) -> onnx.ModelProto:
         bn = []
         if deep:
             w = "w_deep" if width == C else "w_deep_wide"
-            bn += [helper.make_node("MatMul", ["feats", w], [p + "logits"]),
-                   helper.make_node("Softmax", [p + "logits"], [p + "probs"], axis=1)]  # fmt: skip
+            bn += [
+                helper.make_node("MatMul", ["feats", w], [p + "logits"]),
+                helper.make_node("Softmax", [p + "logits"], [p + "probs"], axis=1),
+            ]
         else:
             bn.append(helper.make_node("Identity", ["exit_probs"], [p + "probs"]))
         flag = helper.make_tensor(p + "flagv", TensorProto.FLOAT, [1, 1], [1.0 if deep else 0.0])
@@ -119,8 +123,16 @@ def build(spec: Spec) -> onnx.ModelProto:
                 helper.make_tensor_value_info(p + "probs", TensorProto.FLOAT, [bdim, width])
             )
             if spec.layout == "scalar":
-                bn.append(helper.make_node("Constant", [], [p + "flag0"], value=helper.make_tensor(
-                    p + "flag0v", TensorProto.FLOAT, [], [1.0 if deep else 0.0])))  # fmt: skip
+                bn.append(
+                    helper.make_node(
+                        "Constant",
+                        [],
+                        [p + "flag0"],
+                        value=helper.make_tensor(
+                            p + "flag0v", TensorProto.FLOAT, [], [1.0 if deep else 0.0]
+                        ),
+                    )
+                )
                 outs.append(helper.make_tensor_value_info(p + "flag0", TensorProto.FLOAT, []))
             return helper.make_graph(bn, name, [], outs)
         if spec.flag_outside:
@@ -131,8 +143,10 @@ def build(spec: Spec) -> onnx.ModelProto:
                 helper.make_tensor_value_info(p + "out", TensorProto.FLOAT, [bdim, width + 1])
             )
         else:
-            outs += [helper.make_tensor_value_info(p + "probs", TensorProto.FLOAT, [1, width]),
-                     helper.make_tensor_value_info(p + "flag", TensorProto.FLOAT, [1, 1])]  # fmt: skip
+            outs += [
+                helper.make_tensor_value_info(p + "probs", TensorProto.FLOAT, [1, width]),
+                helper.make_tensor_value_info(p + "flag", TensorProto.FLOAT, [1, 1]),
+            ]
         return helper.make_graph(bn, name, [], outs)
 
     if spec.branch_mismatch:
@@ -145,11 +159,15 @@ def build(spec: Spec) -> onnx.ModelProto:
         nodes.append(
             helper.make_node("If", ["cond"], ["probs"], then_branch=then_g, else_branch=else_g)
         )
-        nodes += [helper.make_node("Cast", ["cond"], ["cond_f"], to=TensorProto.FLOAT),
-                  helper.make_node("Reshape", ["cond_f", "flag_shape"], ["exit_flag"])]  # fmt: skip
+        nodes += [
+            helper.make_node("Cast", ["cond"], ["cond_f"], to=TensorProto.FLOAT),
+            helper.make_node("Reshape", ["cond_f", "flag_shape"], ["exit_flag"]),
+        ]
         inits.append(numpy_helper.from_array(np.array([1, 1], np.int64), "flag_shape"))
-        outputs = [helper.make_tensor_value_info("probs", TensorProto.FLOAT, [1, C]),
-                   helper.make_tensor_value_info("exit_flag", TensorProto.FLOAT, [1, 1])]  # fmt: skip
+        outputs = [
+            helper.make_tensor_value_info("probs", TensorProto.FLOAT, [1, C]),
+            helper.make_tensor_value_info("exit_flag", TensorProto.FLOAT, [1, 1]),
+        ]
     elif spec.layout in ("none", "scalar"):
         names = ["probs"] if spec.layout == "none" else ["probs", "exit_flag"]
         nodes.append(
@@ -164,10 +182,15 @@ def build(spec: Spec) -> onnx.ModelProto:
         )
         outputs = [helper.make_tensor_value_info("output", TensorProto.FLOAT, [n, C + 1])]
     else:
-        nodes.append(helper.make_node("If", ["cond"], ["probs", "exit_flag"], then_branch=then_g,
-                                      else_branch=else_g))  # fmt: skip
-        outputs = [helper.make_tensor_value_info("probs", TensorProto.FLOAT, [1, C]),
-                   helper.make_tensor_value_info("exit_flag", TensorProto.FLOAT, [1, 1])]  # fmt: skip
+        nodes.append(
+            helper.make_node(
+                "If", ["cond"], ["probs", "exit_flag"], then_branch=then_g, else_branch=else_g
+            )
+        )
+        outputs = [
+            helper.make_tensor_value_info("probs", TensorProto.FLOAT, [1, C]),
+            helper.make_tensor_value_info("exit_flag", TensorProto.FLOAT, [1, 1]),
+        ]
     return _model(nodes, inputs, outputs, inits, spec.opset)
 
 

@@ -105,8 +105,15 @@ def test_suite_passes_on_every_corpus_model(run_suite, tmp_path: Path) -> None:
     """`pytest suites/ --model=M` on onnxruntime at fp32, fp16 and int8, every good model (two
     xdist workers: the timing tests skip there, everything else runs)."""
     manifest = _manifest(GOOD, tmp_path / "corpus.toml")
-    result = run_suite(str(REPO / "suites"), f"--model={manifest}", "--precision=fp32,fp16,int8",
-                       "--samples=32", "-n", "2", "-q")  # fmt: skip
+    result = run_suite(
+        str(REPO / "suites"),
+        f"--model={manifest}",
+        "--precision=fp32,fp16,int8",
+        "--samples=32",
+        "-n",
+        "2",
+        "-q",
+    )
     outcomes = result.parseoutcomes()
     assert "failed" not in outcomes and "errors" not in outcomes, result.stdout.str()[-6000:]
     # per model: structure, 3 precisions x (3 exit paths + correctness + audit + ...)
@@ -116,8 +123,9 @@ def test_suite_passes_on_every_corpus_model(run_suite, tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_negative_controls_fail_the_structure_test_for_their_reason(run_suite, tmp_path) -> None:
     manifest = _manifest(BAD, tmp_path / "bad.toml")
-    result = run_suite(str(REPO / "suites" / "test_structure.py"), f"--model={manifest}",
-                       "-k", "exit_is_real")  # fmt: skip
+    result = run_suite(
+        str(REPO / "suites" / "test_structure.py"), f"--model={manifest}", "-k", "exit_is_real"
+    )
     outcomes = {k: v for k, v in result.parseoutcomes().items() if k != "deselected"}
     assert outcomes == {"failed": len(BAD)}, result.stdout.str()
     out = result.stdout.str()

@@ -60,9 +60,16 @@ def test_discovery_never_crashes_and_classifies(s: Spec) -> None:
 
 # graphs whose exit is live: no constant or input-independent condition, no structural defect
 live_specs = specs.map(
-    lambda s: Spec(**{**s.__dict__, "condition": "data", "branch_mismatch": False,
-                      "flag_outside": False, "with_if": True})
-)  # fmt: skip
+    lambda s: Spec(
+        **{
+            **s.__dict__,
+            "condition": "data",
+            "branch_mismatch": False,
+            "flag_outside": False,
+            "with_if": True,
+        }
+    )
+)
 
 
 @settings(max_examples=60, deadline=None)

@@ -99,11 +99,20 @@ class TorchEngine:
 def _convnet(torch):
     torch.manual_seed(0)
     nn = torch.nn
-    trunk = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 32, 3, padding=1,
-                          stride=2), nn.ReLU())  # fmt: skip
+    trunk = nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(16, 32, 3, padding=1, stride=2),
+        nn.ReLU(),
+    )
     head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10))
-    deep = nn.Sequential(nn.Conv2d(32, 64, 3, padding=1, stride=2), nn.ReLU(),
-                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10))  # fmt: skip
+    deep = nn.Sequential(
+        nn.Conv2d(32, 64, 3, padding=1, stride=2),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(64, 10),
+    )
     return trunk.cuda().eval(), head.cuda().eval(), deep.cuda().eval()
 
 
@@ -125,8 +134,9 @@ def test_event_gpu_time_agrees_with_host_latency(torch, stream, measure):
         return enqueue
 
     one = timing.time_device(sleep(SLEEP_CYCLES), stream, warmup_ms=100, repeat_ms=300)
-    two = timing.time_device(sleep(2 * SLEEP_CYCLES), stream, warmup_ms=50, repeat_ms=300,
-                             sync="spin")  # fmt: skip
+    two = timing.time_device(
+        sleep(2 * SLEEP_CYCLES), stream, warmup_ms=50, repeat_ms=300, sync="spin"
+    )
     for label, t in (("sleep1", one), ("sleep2_spin", two)):
         host = t.host_latency
         assert host is not None and host.n == t.n
@@ -209,8 +219,9 @@ def test_plain_convnet_captures_and_replays_match(torch, stream):
         eng.y.copy_(torch.softmax(deep(trunk(eng.x["input"])), 1))
 
     eng = TorchEngine(torch, forward, {"input": (1, 3, 32, 32)}, (1, 10))
-    verdict = capturability.check_capturable(eng, {"a": {"input": _image(1)}, "b": {"input": _image(2)}},
-                                    stream)  # fmt: skip
+    verdict = capturability.check_capturable(
+        eng, {"a": {"input": _image(1)}, "b": {"input": _image(2)}}, stream
+    )
     assert verdict.capturable, verdict.message
     assert verdict.replay_matches == {"a": True, "b": True}
     assert not verdict.notes, verdict.notes
@@ -231,8 +242,9 @@ def _exit_forward(torch, trunk, head, deep, host_flag=None):
                 cuda.Stream.wrap(h).synchronize()
             go_deep = bool(host_flag[0] > 0.5)
         if go_deep:
-            eng.y.copy_(torch.cat([torch.softmax(deep(feats), 1), torch.ones_like(p_exit[:, :1])],
-                                  1))  # fmt: skip
+            eng.y.copy_(
+                torch.cat([torch.softmax(deep(feats), 1), torch.ones_like(p_exit[:, :1])], 1)
+            )
         else:
             eng.y.copy_(torch.cat([p_exit, torch.zeros_like(p_exit[:, :1])], 1))
 
@@ -250,8 +262,12 @@ def _exit_paths():
 
 def test_eager_exit_with_host_sync_is_not_capturable(torch, stream):
     trunk, head, deep = _convnet(torch)
-    eng = TorchEngine(torch, _exit_forward(torch, trunk, head, deep),
-                      {"input": (1, 3, 32, 32), "threshold": (1,)}, (1, 11))  # fmt: skip
+    eng = TorchEngine(
+        torch,
+        _exit_forward(torch, trunk, head, deep),
+        {"input": (1, 3, 32, 32), "threshold": (1,)},
+        (1, 11),
+    )
     paths = _exit_paths()
     verdict = capturability.check_capturable(eng, paths, stream)
     print(f"MEASURE eager_exit_verdict={verdict.message!r}")
@@ -269,8 +285,12 @@ def test_eager_exit_with_host_sync_is_not_capturable(torch, stream):
 def test_frozen_branch_is_caught_by_per_path_replay(torch, stream):
     trunk, head, deep = _convnet(torch)
     host_flag = np.zeros(1, np.float32)  # pageable: the D2H copy is recorded, not run, in capture
-    eng = TorchEngine(torch, _exit_forward(torch, trunk, head, deep, host_flag),
-                      {"input": (1, 3, 32, 32), "threshold": (1,)}, (1, 11))  # fmt: skip
+    eng = TorchEngine(
+        torch,
+        _exit_forward(torch, trunk, head, deep, host_flag),
+        {"input": (1, 3, 32, 32), "threshold": (1,)},
+        (1, 11),
+    )
     eng.flag = torch.zeros(1, device="cuda")
     verdict = capturability.check_capturable(eng, _exit_paths(), stream)
     print(f"MEASURE frozen_branch_verdict={verdict.message!r}")
@@ -356,8 +376,13 @@ def test_split_graph_matches_eager_and_skips_the_body(torch, stream, measure):
             assert np.array_equal(exit_probs, exit_ref), f"threshold {thr}: trunk output differs"
             assert m.decision.item() == float(go_deep)
             if go_deep:
-                np.testing.assert_allclose(out, out_ref, rtol=1e-5, atol=1e-6,
-                                           err_msg="deep path: body output differs from eager")  # fmt: skip
+                np.testing.assert_allclose(
+                    out,
+                    out_ref,
+                    rtol=1e-5,
+                    atol=1e-6,
+                    err_msg="deep path: body output differs from eager",
+                )
                 measure("split_graph_deep_max_abs_diff", float(np.abs(out - out_ref).max()))
             else:
                 assert (out == sentinel).all(), "exit path: the body ran (output overwritten)"
@@ -377,8 +402,11 @@ def test_split_graph_matches_eager_and_skips_the_body(torch, stream, measure):
                     if go_deep:
                         m.body(h)
 
-                for name, fn in (("split_graph", sg.launch), ("split_host", sh.launch),
-                                 ("eager", eager)):  # fmt: skip
+                for name, fn in (
+                    ("split_graph", sg.launch),
+                    ("split_host", sh.launch),
+                    ("eager", eager),
+                ):
                     t = timing.time_device(fn, stream, warmup_ms=50, repeat_ms=200)
                     results[(name, label)] = t
                     measure(f"{name}_{label}_gpu_compute_ms", t.gpu_compute.median)
@@ -418,10 +446,12 @@ def test_split_graph_condition_kernel_takes_the_decision(torch, stream):
             m.exit_probs.copy_(t.softmax(m.feats @ m.we, 1))
 
     # SplitModel decides on the max over the whole batch: all its probabilities are the input
-    decide = cond_graph.DeviceDecision(m.exit_probs.data_ptr(), m.exit_probs.numel(),
-                                       m.thr.data_ptr())  # fmt: skip
-    sg = cond_graph.split_graph(trunk_without_decision, m.decision.data_ptr(), m.body, stream,
-                                decide=decide)  # fmt: skip
+    decide = cond_graph.DeviceDecision(
+        m.exit_probs.data_ptr(), m.exit_probs.numel(), m.thr.data_ptr()
+    )
+    sg = cond_graph.split_graph(
+        trunk_without_decision, m.decision.data_ptr(), m.body, stream, decide=decide
+    )
     try:
         for thr, go_deep in ((0.0, False), (1.0, True)):
             m.set(thr, -7.0)
@@ -463,13 +493,16 @@ def test_torch_split_graph_decides_in_the_condition_kernel(torch):
     from fixtures.strategies import FEATS, StrategyEngine
 
     img = _image(3)
-    engines = {s: StrategyEngine(*torch_halves("resnet8", "concat", "fp32"), s, [FEATS])
-               for s in ("split_host", "split_graph")}  # fmt: skip
+    engines = {
+        s: StrategyEngine(*torch_halves("resnet8", "concat", "fp32"), s, [FEATS])
+        for s in ("split_host", "split_graph")
+    }
     try:
 
         def run(strategy: str, t: float) -> np.ndarray:
             return engines[strategy].run({"input": img, "threshold": np.array([t], np.float32)})[
-                "output"]  # fmt: skip
+                "output"
+            ]
 
         fixed = ((0.0, 0.0), (1.0, 1.0), (float("nan"), 1.0))
         outs: dict[str, list[np.ndarray]] = {}
@@ -517,9 +550,13 @@ def test_interleaved_medians_order_known_workloads(torch, stream, measure):
         return launch
 
     labels, med = timing.interleaved_medians(
-        {"fast": sleeper(100_000), "slow": sleeper(300_000)}, stream, rounds=12, k=20, seed=1,
+        {"fast": sleeper(100_000), "slow": sleeper(300_000)},
+        stream,
+        rounds=12,
+        k=20,
+        seed=1,
         warmup_ms=100,
-    )  # fmt: skip
+    )
     assert labels == ["fast", "slow"] and med.shape == (12, 2)
     (result,) = stats.ordering_gate(med, labels, [("slow", "fast")])
     measure("interleaved_fast_ms", float(np.median(med[:, 0])))
@@ -548,8 +585,10 @@ def twin_timing(torch, stream, request):
         try:
             _TWIN_TIMINGS[key] = measure_twin(torch, *key, stream)
         except (BackendUnavailable, OSError) as exc:
-            pytest.skip(f"the zoo twin {key[0]} cannot run on the torch backend: {exc} "
-                        "(zoo weights: python -m models.train NAME)")  # fmt: skip
+            pytest.skip(
+                f"the zoo twin {key[0]} cannot run on the torch backend: {exc} "
+                "(zoo weights: python -m models.train NAME)"
+            )
     return _TWIN_TIMINGS[key]
 
 

@@ -84,8 +84,10 @@ def test_killed_writers_temp_is_removed_on_rebuild(tmp_path: Path) -> None:
     cache = ArtifactCache(tmp_path / "cache")
     path, meta = cache.paths("hostile", KEY, ".bin")
     path.parent.mkdir(parents=True)
-    leftovers = [path.parent / f".{path.name}.{os.getpid()}.abcdefgh.tmp",
-                 path.parent / f".{meta.name}.{os.getpid()}.abcdefgh.tmp"]  # fmt: skip
+    leftovers = [
+        path.parent / f".{path.name}.{os.getpid()}.abcdefgh.tmp",
+        path.parent / f".{meta.name}.{os.getpid()}.abcdefgh.tmp",
+    ]
     for p in leftovers:
         p.write_bytes(PAYLOAD)
     assert cache.get_or_build("hostile", KEY, lambda: PAYLOAD).built
@@ -113,9 +115,13 @@ def test_entry_replaced_by_a_folder_heals(tmp_path: Path, which: str) -> None:
 
 
 def _run(i: int, started: float) -> dict:
-    return {"tests": {f"suites/test_structure.py::test_exit_is_real[m{i}]": {
-        "outcome": "passed", "props": {}}}, "environment": {"args": [f"run{i}"]},
-        "started": started}  # fmt: skip
+    return {
+        "tests": {
+            f"suites/test_structure.py::test_exit_is_real[m{i}]": {"outcome": "passed", "props": {}}
+        },
+        "environment": {"args": [f"run{i}"]},
+        "started": started,
+    }
 
 
 def test_report_is_replaced_as_a_set(tmp_path: Path) -> None:
@@ -167,9 +173,12 @@ def test_killed_report_writer_leaves_one_run(tmp_path: Path) -> None:
     (tmp_path / "child.py").write_text(KILL_CHILD.format(repo=str(REPO)))
     (tmp_path / "run2.json").write_text(json.dumps(_run(2, time.time())))
     env = {**os.environ, "MPLBACKEND": "Agg"}
-    with subprocess.Popen([sys.executable, str(tmp_path / "child.py"), str(out),
-                           str(tmp_path / "run2.json")], stdout=subprocess.PIPE, text=True,
-                          env=env) as proc:  # fmt: skip
+    with subprocess.Popen(
+        [sys.executable, str(tmp_path / "child.py"), str(out), str(tmp_path / "run2.json")],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    ) as proc:
         try:
             assert proc.stdout.readline().startswith("STALLED")
             proc.send_signal(signal.SIGKILL)
@@ -203,7 +212,10 @@ def test_unusable_report_folder_is_refused_before_the_run(run_inprocess, tmp_pat
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
 
 
-@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc (a folder nobody can write, root included)")  # fmt: skip
+@pytest.mark.skipif(
+    not Path("/proc/self").is_dir(),
+    reason="needs Linux's /proc (a folder nobody can write, root included)",
+)
 def test_report_that_cannot_be_written_fails_the_run(run_suite) -> None:
     """/proc accepts no new folders, even from root: the tests pass, the report fails. Fails when
     the run still exits 0, or when the message does not name the folder."""

@@ -44,16 +44,22 @@ def test_bad_option_is_one_clear_error(run_suite, monkeypatch, args, message) ->
 
 def test_device_mismatch_warn_runs_with_the_profile(run_suite, monkeypatch) -> None:
     monkeypatch.setenv("EXITGATE_FORCE_CPU", "1")
-    result = run_suite(SUITE, "--collect-only", "--device=orin-nano",
-                       "--device-mismatch=warn", "--zoo=resnet8")  # fmt: skip
+    result = run_suite(
+        SUITE, "--collect-only", "--device=orin-nano", "--device-mismatch=warn", "--zoo=resnet8"
+    )
     assert result.ret == pytest.ExitCode.OK
     result.stdout.fnmatch_lines(["*device profile orin-nano*", "*WARNING --device=orin-nano*"])
 
 
 def test_unsupported_precision_for_profile(run_suite, monkeypatch) -> None:
     monkeypatch.setenv("EXITGATE_FORCE_CPU", "1")
-    result = run_suite(SUITE, "--collect-only", "--device=jetson-nano", "--device-mismatch=warn",
-                       "--precision=int8")  # fmt: skip
+    result = run_suite(
+        SUITE,
+        "--collect-only",
+        "--device=jetson-nano",
+        "--device-mismatch=warn",
+        "--precision=int8",
+    )
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert "the jetson-nano profile supports only fp32, fp16" in result.stderr.str()
 

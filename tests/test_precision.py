@@ -274,12 +274,18 @@ def test_default_calibration_set_is_a_seeded_train_subset(calib: np.ndarray) -> 
             np.zeros((4, 3, 16, 16), np.float32),
             "{p}: expected images of shape (N,3,32,32) or (N,32,32,3), got (4, 3, 16, 16)",
         ),
-        (np.zeros((4, 3, 32, 32), np.int32), "{p}: dtype int32 is not supported (use uint8 or float32)"),
-        (np.zeros((4, 3, 32), np.float32), "{p}: expected 4-D images (N,3,32,32) or (N,32,32,3), got shape (4, 3, 32)"),
+        (
+            np.zeros((4, 3, 32, 32), np.int32),
+            "{p}: dtype int32 is not supported (use uint8 or float32)",
+        ),
+        (
+            np.zeros((4, 3, 32), np.float32),
+            "{p}: expected 4-D images (N,3,32,32) or (N,32,32,3), got shape (4, 3, 32)",
+        ),
         (np.zeros((0, 3, 32, 32), np.float32), "{p}: no calibration images (N = 0)"),
     ],
     ids=["shape", "dtype", "rank", "empty"],
-)  # fmt: skip
+)
 def test_bad_calibration_file_names_the_file(
     tmp_path: Path, array: np.ndarray, message: str
 ) -> None:
@@ -388,9 +394,16 @@ def test_rtx_rejects_int32_bias_dequantize(
 
     out = tmp_path / "bias32.onnx"
     options = {k: v for k, v in QDQ_EXTRA_OPTIONS.items() if k != "QuantizeBias"}
-    quantize_static(model, out, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                    extra_options=options)  # fmt: skip
+    quantize_static(
+        model,
+        out,
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QInt8,
+        weight_type=QuantType.QInt8,
+        extra_options=options,
+    )
     result = _rtx_parse_build(out.read_bytes())
     assert not result["parsed"]
     code, node, desc = result["errors"][0]

@@ -40,14 +40,26 @@ def test_a_new_family_reaches_the_report_from_its_own_file(pytester, monkeypatch
     monkeypatch.setenv("EXITGATE_FORCE_CPU", "1")
     out = pytester.path / "report"
     result = pytester.runpytest_subprocess(
-        "-p", "fixtures.plugin", "-p", "reports.plugin", "-p", "no:randomly", "--zoo=resnet8",
-        "--layout=concat", f"--report-dir={out}", "test_widgets.py",
-    )  # fmt: skip
+        "-p",
+        "fixtures.plugin",
+        "-p",
+        "reports.plugin",
+        "-p",
+        "no:randomly",
+        "--zoo=resnet8",
+        "--layout=concat",
+        f"--report-dir={out}",
+        "test_widgets.py",
+    )
     assert result.ret == pytest.ExitCode.TESTS_FAILED, result.stdout.str()
     run = json.loads((out / "run.json").read_text())
-    assert run["families"] == {"widget check": {
-        "name": "widget check", "order": 5,
-        "facts": [["widget", "Widgets per test"], ["gizmo", "Gizmos"]]}}  # fmt: skip
+    assert run["families"] == {
+        "widget check": {
+            "name": "widget check",
+            "order": 5,
+            "facts": [["widget", "Widgets per test"], ["gizmo", "Gizmos"]],
+        }
+    }
     assert {t["family"] for t in run["tests"].values()} == {"widget check"}
     assert run["environment"]["profile"] == "cpu" and run["environment"]["backend"]
     md = (out / "summary.md").read_text()
@@ -61,19 +73,31 @@ def test_a_new_family_reaches_the_report_from_its_own_file(pytester, monkeypatch
 
 def _run(**families: dict) -> dict:
     tests = {
-        "suites/test_a.py::test_a[m1]": {"outcome": "passed", "family": "a",
-                                         "props": {"case": {"model": "m1"}, "x": 1, "y": "why"}},
-        "suites/test_b.py::test_b[m1]": {"outcome": "failed", "family": "b", "reason": "boom",
-                                         "props": {"case": {"model": "m1"}, "x": 2}},
-        "suites/test_c.py::test_c[m1]": {"outcome": "skipped", "reason": "no GPU",
-                                         "props": {"case": {"model": "m1"}}},
-    }  # fmt: skip
+        "suites/test_a.py::test_a[m1]": {
+            "outcome": "passed",
+            "family": "a",
+            "props": {"case": {"model": "m1"}, "x": 1, "y": "why"},
+        },
+        "suites/test_b.py::test_b[m1]": {
+            "outcome": "failed",
+            "family": "b",
+            "reason": "boom",
+            "props": {"case": {"model": "m1"}, "x": 2},
+        },
+        "suites/test_c.py::test_c[m1]": {
+            "outcome": "skipped",
+            "reason": "no GPU",
+            "props": {"case": {"model": "m1"}},
+        },
+    }
     return {"tests": tests, "families": families, "environment": {}}
 
 
 def test_columns_and_sections_follow_the_declarations() -> None:
-    run = _run(a={"name": "a", "order": 2, "facts": [["y", "Y"], ["x", "X first"]]},
-               b={"name": "b", "order": 1, "facts": [["x", "X second"]]})  # fmt: skip
+    run = _run(
+        a={"name": "a", "order": 2, "facts": [["y", "Y"], ["x", "X first"]]},
+        b={"name": "b", "order": 1, "facts": [["x", "X second"]]},
+    )
     secs = {title: (header, rows) for title, header, rows, _ in sections(run)}
     header, rows = secs["Status per model"]
     assert header == ["model", "b", "a", "test_c.py"]  # declared by order, then undeclared files
@@ -87,8 +111,12 @@ def test_columns_and_sections_follow_the_declarations() -> None:
     assert sections(json.loads(json.dumps(run, sort_keys=True))) == sections(run)
     # nothing declared: status per file, and no fact section at all
     bare = [t for t, *_ in sections(_run())]
-    assert bare == ["Environment", "Status per model", "Skipped or expected to fail, and why",
-                    "Failures"]  # fmt: skip
+    assert bare == [
+        "Environment",
+        "Status per model",
+        "Skipped or expected to fail, and why",
+        "Failures",
+    ]
 
 
 def test_a_fact_with_a_layout_gets_its_columns_and_the_declared_title() -> None:
@@ -101,15 +129,23 @@ def test_a_fact_with_a_layout_gets_its_columns_and_the_declared_title() -> None:
 
 @pytest.mark.parametrize(
     ("args", "kwargs", "message"),
-    [((), {}, "name must be a non-empty string, got None"),
-     (("",), {}, "name must be a non-empty string, got ''"),
-     (("a",), {"facts": ["x"]}, "facts must map recorded fact keys to section titles (strings), "
-                                "got ['x']"),
-     (("a",), {"facts": {"x": 3}}, "facts must map recorded fact keys to section titles "
-                                   "(strings), got {'x': 3}"),
-     (("a",), {"order": "1"}, "order must be an integer, got '1'"),
-     (("a",), {"title": "A"}, "unknown argument(s) ['title']; expected name, facts, order")],
-)  # fmt: skip
+    [
+        ((), {}, "name must be a non-empty string, got None"),
+        (("",), {}, "name must be a non-empty string, got ''"),
+        (
+            ("a",),
+            {"facts": ["x"]},
+            "facts must map recorded fact keys to section titles (strings), got ['x']",
+        ),
+        (
+            ("a",),
+            {"facts": {"x": 3}},
+            "facts must map recorded fact keys to section titles (strings), got {'x': 3}",
+        ),
+        (("a",), {"order": "1"}, "order must be an integer, got '1'"),
+        (("a",), {"title": "A"}, "unknown argument(s) ['title']; expected name, facts, order"),
+    ],
+)
 def test_bad_declarations_name_the_file(args: tuple, kwargs: dict, message: str) -> None:
     with pytest.raises(pytest.UsageError) as info:
         family_declaration("suites/test_x.py", *args, **kwargs)
@@ -118,16 +154,25 @@ def test_bad_declarations_name_the_file(args: tuple, kwargs: dict, message: str)
 
 def test_a_bad_declaration_stops_the_run_naming_the_file(pytester, monkeypatch) -> None:
     f = pytester.path / "test_bad.py"
-    f.write_text(textwrap.dedent('''
+    f.write_text(
+        textwrap.dedent("""
         import pytest
         pytestmark = pytest.mark.exitgate_family("bad", facts={"x": 1})
         def test_x():
             pass
-        '''))  # fmt: skip
+        """)
+    )
     monkeypatch.setenv("PYTHONPATH", str(REPO))
     monkeypatch.setenv("EXITGATE_FORCE_CPU", "1")
-    result = pytester.runpytest_subprocess("-p", "fixtures.plugin", "-p", "reports.plugin",
-                                           "--zoo=resnet8", "--report-dir=none", str(f))  # fmt: skip
+    result = pytester.runpytest_subprocess(
+        "-p",
+        "fixtures.plugin",
+        "-p",
+        "reports.plugin",
+        "--zoo=resnet8",
+        "--report-dir=none",
+        str(f),
+    )
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert f"{f}: exitgate_family: facts must map" in result.stderr.str()
 

@@ -37,8 +37,9 @@ def _drivable(model: onnx.ModelProto) -> tuple[onnx.ModelProto, object]:
     return model, a
 
 
-def _check_bitwise(model: onnx.ModelProto, images: np.ndarray, image_input: str,
-                   thresholds: dict[str, float]) -> dict[str, dict]:  # fmt: skip
+def _check_bitwise(
+    model: onnx.ModelProto, images: np.ndarray, image_input: str, thresholds: dict[str, float]
+) -> dict[str, dict]:
     """Fused vs split on every image at each threshold; returns per-path counts."""
     __tracebackhide__ = True
     model, a = _drivable(model)
@@ -61,8 +62,11 @@ def _check_bitwise(model: onnx.ModelProto, images: np.ndarray, image_input: str,
                         pytrace=False,
                     )
             # the flag the split reports is the decision it took
-            flag = got[a.flag_output].reshape(-1)[-1] if a.layout == "concat" else got[
-                a.flag_output].reshape(-1)[0]  # fmt: skip
+            flag = (
+                got[a.flag_output].reshape(-1)[-1]
+                if a.layout == "concat"
+                else got[a.flag_output].reshape(-1)[0]
+            )
             assert flag == (1.0 if go > 0.5 else 0.0), (path, i, flag, go)
         result[path] = {"n": n, "deep": int(went_deep)}
     if "exit_always" in result:
@@ -90,8 +94,9 @@ def test_zoo_resnet8_split_is_bitwise(layout: str, images64: np.ndarray) -> None
 
     spec = ZOO["resnet8"]
     model = load_model(onnx_path(spec, layout))
-    res = _check_bitwise(model, images64, "input",
-                         {**THRESHOLDS, "exit_default": spec.default_threshold})  # fmt: skip
+    res = _check_bitwise(
+        model, images64, "input", {**THRESHOLDS, "exit_default": spec.default_threshold}
+    )
     # exit_default must exercise both paths on the dataset, or the check proves little
     assert 0 < res["exit_default"]["deep"] < res["exit_default"]["n"], res
 
@@ -181,8 +186,9 @@ def trt_halves():
         import_tensorrt()
     except BackendUnavailable as exc:
         pytest.skip(str(exc))
-    model, a = _drivable(onnx_graphs.early_exit_graph("concat", threshold_as_input=False,
-                                                      nhwc=True))  # fmt: skip
+    model, a = _drivable(
+        onnx_graphs.early_exit_graph("concat", threshold_as_input=False, nhwc=True)
+    )
     return split_at_if(model, a)
 
 
@@ -193,8 +199,11 @@ def test_tensorrt_parses_both_halves_trunk_has_no_conditional(trt_halves, record
     deep = inspect_onnx(trt_halves.deep.SerializeToString())
     record_property("trt_trunk_layers", trunk["layers"])
     record_property("trt_deep_layers", deep["layers"])
-    assert trunk["conditional_layers"] == {"CONDITION": 0, "CONDITIONAL_INPUT": 0,
-                                           "CONDITIONAL_OUTPUT": 0}, trunk["layers"]  # fmt: skip
+    assert trunk["conditional_layers"] == {
+        "CONDITION": 0,
+        "CONDITIONAL_INPUT": 0,
+        "CONDITIONAL_OUTPUT": 0,
+    }, trunk["layers"]
     assert deep["conditional_layers"]["CONDITION"] == 0, deep["layers"]
     assert [o["name"] for o in trunk["outputs"]] == ["output", *trt_halves.boundary, GO_DEEP]
     assert [o["name"] for o in deep["outputs"]] == ["output"]

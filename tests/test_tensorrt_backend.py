@@ -167,8 +167,9 @@ def test_stubs_only_tensorrt_in_a_fresh_interpreter(rtx, stubs_folder: Path) -> 
         if k not in (compat.FLAVOR_ENV, "POLYGRAPHY_USE_TENSORRT_RTX")
     }
     env["PYTHONPATH"] = os.pathsep.join([str(stubs_folder), str(REPO)])
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
-                         env=env, check=False)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, env=env, check=False
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["None", "tensorrt_rtx", "inspect_onnx"], out.stdout + out.stderr
 

@@ -133,8 +133,9 @@ def assert_wiring(rtx, split: SplitModels, precision: str, label: str) -> None:
         problem = trt_engine.wiring_problem(src, f"{label} trunk", deep_in[name], f"{label} deep")
         assert problem is None, problem
     for name in split.passthrough:
-        problem = trt_engine.wiring_problem(trunk_in[name], f"{label} trunk (input)", deep_in[name],
-                                   f"{label} deep")  # fmt: skip
+        problem = trt_engine.wiring_problem(
+            trunk_in[name], f"{label} trunk (input)", deep_in[name], f"{label} deep"
+        )
         assert problem is None, problem
     # the decision: what cond_graph's kernel and SplitHost read at the trunk's go_deep pointer
     go = trunk_out.get(GO_DEEP)
@@ -153,8 +154,11 @@ def assert_wiring(rtx, split: SplitModels, precision: str, label: str) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("model", "layout", "precision"), _zoo_cases(),
-                         ids=[f"{m}-{p}-{lay}" for m, lay, p in _zoo_cases()])  # fmt: skip
+@pytest.mark.parametrize(
+    ("model", "layout", "precision"),
+    _zoo_cases(),
+    ids=[f"{m}-{p}-{lay}" for m, lay, p in _zoo_cases()],
+)
 def test_zoo_halves_wire_up(rtx, cache, model: str, layout: str, precision: str) -> None:
     split = _split(_artifact(cache, model, layout, precision), layout)
     assert_wiring(rtx, split, precision, f"{model}-{precision}-{layout}")

@@ -17,8 +17,11 @@ import re
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch", reason="install PyTorch (pip install -e '.[zoo]') to compare "
-                            "the zoo's export with the eager module")  # fmt: skip
+torch = pytest.importorskip(
+    "torch",
+    reason="install PyTorch (pip install -e '.[zoo]') to compare "
+    "the zoo's export with the eager module",
+)
 ort = pytest.importorskip("onnxruntime", reason="pip install onnxruntime")
 
 from models import dataset  # noqa: E402
@@ -107,8 +110,9 @@ def test_export_matches_eager(model: str, layout: str, path: str, images: np.nda
 @pytest.mark.parametrize("model", list(ZOO))
 def test_plain_export_matches_eager(model: str, images: np.ndarray) -> None:
     spec = ZOO[model]
-    why = disagreement(eager(load_backbone(spec), images, None),
-                       exported(onnx_path(spec, "plain"), images, None))  # fmt: skip
+    why = disagreement(
+        eager(load_backbone(spec), images, None), exported(onnx_path(spec, "plain"), images, None)
+    )
     assert why is None, f"{model} plain: eager vs ONNX: {why}"
 
 
@@ -128,8 +132,9 @@ def test_comparison_catches_a_wrong_branch(images: np.ndarray) -> None:
     """The traced control froze one branch at export: at the default threshold it disagrees."""
     spec = ZOO["resnet8"]
     t = spec.default_threshold
-    why = disagreement(eager(load_backbone(spec), images, t),
-                       exported(onnx_path(spec, "traced"), images, t))  # fmt: skip
+    why = disagreement(
+        eager(load_backbone(spec), images, t), exported(onnx_path(spec, "traced"), images, t)
+    )
     assert why is not None and "different exits" in why, why
 
 

@@ -294,8 +294,10 @@ class Ctx:
         acc = [float((p.argmax(1) == self.eval.y).mean()) for p in (p_exit, p_deep)]
         log.info(
             "trained the %s net in %.1f s: eval accuracy exit head %.3f, deep %.3f",
-            family, seconds, *acc,
-        )  # fmt: skip
+            family,
+            seconds,
+            *acc,
+        )
 
     def components(self, family: str, x: np.ndarray):
         if family == "torch":
@@ -1288,8 +1290,12 @@ def make(names: list[str], show: bool) -> int:
         write_toml([by_name[n] for n in sorted(by_name, key=order_key)])
         log.info(
             "%s: %d bytes, opset %d, %d cases verified (%.1f s)",
-            name, len(model_bytes), opset_of(b.onnx), len(cases), time.perf_counter() - t0,
-        )  # fmt: skip
+            name,
+            len(model_bytes),
+            opset_of(b.onnx),
+            len(cases),
+            time.perf_counter() - t0,
+        )
     for f in failures:
         print(f"FAIL {f}", file=sys.stderr)
     return 1 if failures else 0

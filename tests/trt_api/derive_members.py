@@ -109,9 +109,16 @@ def _template_args(src: str, i: int) -> tuple[list[str], int]:
 
 _CHAIN = re.compile(r"\s*\.\s*(\w+)\s*\(")
 _MEMBER_METHODS = {
-    "def", "def_property", "def_property_readonly", "def_readwrite", "def_readonly", "def_static",
-    "def_property_static", "def_property_readonly_static", "value",
-}  # fmt: skip
+    "def",
+    "def_property",
+    "def_property_readonly",
+    "def_readwrite",
+    "def_readonly",
+    "def_static",
+    "def_property_static",
+    "def_property_readonly_static",
+    "value",
+}
 
 
 def _chain(src: str, i: int) -> tuple[list[str], bool, int]:
@@ -198,8 +205,9 @@ def parse_py(src: str) -> dict[str, set[str]]:
 
 
 def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
-                          text=True).stdout  # fmt: skip
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True
+    ).stdout
 
 
 def release_members(repo: Path, tag: str) -> tuple[dict[str, set[str]], dict[str, str]]:

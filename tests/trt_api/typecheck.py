@@ -65,8 +65,12 @@ def mypy(cwd: Path, typings: Path, cache: Path) -> tuple[int, str]:
     env = {**os.environ, "MYPYPATH": str(typings)}
     out = subprocess.run(
         [sys.executable, "-m", "mypy", "--config-file", str(CONFIG), "--cache-dir", str(cache)],
-        cwd=cwd, env=env, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     return out.returncode, out.stdout + out.stderr
 
 
