@@ -11,15 +11,18 @@ from __future__ import annotations
 import argparse
 import sys
 
+from . import dataset
+from ._io import atomic_write_bytes
+from .probe import ort_errors, settle
+from .structure import IMAGE_LAYOUTS, LAYOUTS, ModelFileError, analyze, load_model
+from .train import main as train_main
+from .zoo import VARIANTS, ZOO, onnx_path
+
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["train"]:
-        from .train import main as train_main
-
         return train_main(argv[1:])
-    from .structure import IMAGE_LAYOUTS, LAYOUTS
-    from .zoo import VARIANTS, ZOO
 
     ap = argparse.ArgumentParser(prog="python -m models", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -37,9 +40,6 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("train", help="retrain zoo weights (see python -m models.train --help)")
     args = ap.parse_args(argv)
     if args.cmd == "export":
-        from ._io import atomic_write_bytes
-        from .zoo import onnx_path
-
         src = onnx_path(ZOO[args.name], args.variant)
         with open(src, "rb") as fh:
             atomic_write_bytes(args.output, fh.read())
@@ -50,9 +50,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _analyze(args: argparse.Namespace) -> int:
     """Static analysis, then (where it is sound) the probe on a few of the project's images."""
-    from . import dataset
-    from .probe import ort_errors, settle
-    from .structure import ModelFileError, analyze, load_model
 
     if args.batch < 1:
         print(f"error: --batch={args.batch}: expected a whole number >= 1", file=sys.stderr)

@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from ._io import atomic_write_bytes
+
 __all__ = ["OPSET", "export_early_exit", "export_plain", "export_traced_control", "to_opset"]
 
 OPSET = 17
@@ -186,6 +188,5 @@ def export_traced_control(backbone, example: np.ndarray | None = None) -> onnx.M
 
 
 def save(model: onnx.ModelProto, path: str | os.PathLike[str]) -> Path:
-    from ._io import atomic_write_bytes
 
     return atomic_write_bytes(path, model.SerializeToString())

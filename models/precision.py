@@ -52,7 +52,7 @@ import onnx
 from onnx import helper
 
 from . import graph as G
-from ._io import sha256_file
+from ._io import dist_version, sha256_file
 from .artifacts import ArtifactCache
 from .audit import COMPUTE_OPS, ELEM_TYPES, branch_inputs
 from .calibration import DataError, calibration_hash, validate_images
@@ -164,7 +164,6 @@ class Int8Settings:
 
 def converter_versions() -> dict[str, str]:
     """Versions of the tools whose output the artifacts are (part of their cache keys)."""
-    from ._io import dist_version
 
     dists = ("onnx", "onnxruntime", "onnxconverter-common", "numpy")
     return {d: dist_version(d) or "absent" for d in dists}

@@ -24,6 +24,7 @@ import numpy as np
 
 from . import dataset
 from ._io import atomic_write_bytes, atomic_write_text, file_lock, sha256_bytes
+from .zoo import ZOO
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 MANIFEST = WEIGHTS_DIR / "manifest.json"
@@ -76,8 +77,6 @@ def train(name: str) -> dict:
     import torch
     import torch.nn.functional as F
 
-    from .zoo import ZOO
-
     spec = ZOO[name]
     epochs, lr, n_train = spec.recipe.epochs, spec.recipe.lr, spec.recipe.train_samples
     torch.manual_seed(SEED)
@@ -127,7 +126,6 @@ def train(name: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .zoo import ZOO
 
     ap = argparse.ArgumentParser(prog="python -m models.train", description=__doc__.split("\n")[0])
     ap.add_argument("names", nargs="*", default=list(ZOO), help="zoo models (default: all)")

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import export
 from ._io import sha256_file
 from .artifacts import ArtifactCache
 
@@ -158,7 +159,6 @@ def onnx_path(spec: ModelSpec, variant: str, cache: ArtifactCache | None = None)
         return hit
 
     def build() -> bytes:
-        from . import export
 
         backbone = load_backbone(spec)
         if variant in LAYOUTS:

@@ -17,7 +17,16 @@ import shlex
 import sys
 from pathlib import Path
 
-from .compare import DEFAULTS
+from .compare import (
+    DEFAULTS,
+    CompareError,
+    compare_runs,
+    format_table,
+    load_run,
+    machine_differences,
+    write_plot,
+)
+from .summary import write_summary
 
 
 def _add_compare(sub) -> None:
@@ -88,8 +97,6 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     if args.cmd == "summarize":
-        from .summary import write_summary
-
         src = Path(args.run_json)
         try:
             run = json.loads(src.read_text())
@@ -103,7 +110,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def compare(args: argparse.Namespace) -> int:
-    from .compare import CompareError, compare_runs, format_table, load_run, machine_differences
 
     try:
         runs_a = [load_run(p) for p in [args.run_a, *args.more_a]]
@@ -137,8 +143,6 @@ def compare(args: argparse.Namespace) -> int:
         print("\nno test id is present in both runs: nothing to compare", file=sys.stderr)
         return 2
     if args.plot:
-        from .compare import write_plot
-
         if write_plot(rows, Path(args.plot), args.threshold):
             print(f"\nplot: {args.plot}")
     count = {

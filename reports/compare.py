@@ -38,6 +38,8 @@ from typing import Any
 
 import numpy as np
 
+from .plots import pyplot, save_png
+
 __all__ = [
     "BLOCKS_KEY",
     "DEFAULTS",
@@ -399,7 +401,6 @@ def format_table(rows: list[Row], only_a: list[str], only_b: list[str]) -> str:
 
 def write_plot(rows: list[Row], path: Path, threshold: float) -> bool:
     """Per-test ratio bars with their bounds; False when matplotlib is missing."""
-    from .plots import pyplot, save_png
 
     plt = pyplot()
     if plt is None:

@@ -30,6 +30,10 @@ from typing import Any
 import pytest
 
 from fixtures.run_facts import run_facts
+from models._io import replace_dir, stale_temps, temp_prefix
+
+from .compare import CompareError, load_run
+from .summary import write_summary
 
 DEFAULT_DIR = Path(__file__).resolve().parent / "latest"
 BENCHMARK_DIR = Path(__file__).resolve().parent / "benchmarks"
@@ -123,7 +127,6 @@ def check_stored_runs(config: pytest.Config) -> None:
     storage = str(getattr(config.option, "benchmark_storage", "") or "")
     if not getattr(config.option, "benchmark_compare", None) or not storage.startswith("file://"):
         return
-    from .compare import CompareError, load_run
 
     root = Path(storage.removeprefix("file://")).expanduser()
     for f in sorted(root.glob(STORED_RUN)):
@@ -262,9 +265,6 @@ class RunRecorder:
 
 def write_report(run: dict[str, Any], out: Path) -> dict[str, Path]:
     """Write the report for ``run`` as one set at ``out`` (see the module docstring)."""
-    from models._io import replace_dir, stale_temps, temp_prefix
-
-    from .summary import write_summary
 
     out.parent.mkdir(parents=True, exist_ok=True)
     for leftover in stale_temps(out.parent):  # sets of killed writers

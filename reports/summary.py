@@ -21,6 +21,8 @@ from typing import Any
 
 from models._io import atomic_write_text
 
+from .plots import write_plots
+
 __all__ = ["LAYOUTS", "families", "render_html", "render_markdown", "sections", "write_summary"]
 
 SYMBOL = {
@@ -322,7 +324,6 @@ def render_html(run: dict[str, Any], plots: list[str]) -> str:
 
 def write_summary(run: dict[str, Any], out: Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
-    from .plots import write_plots
 
     plots = write_plots(run, out)
     paths = {"json": out / "run.json", "md": out / "summary.md", "html": out / "summary.html"}

@@ -25,6 +25,8 @@ import pytest
 
 from fixtures.backends.base import BackendUnavailable
 from fixtures.cases import Case
+from fixtures.measure import timing
+from fixtures.measure.timing import block_medians_in_order
 from fixtures.workspace import Prepared, Workspace
 
 pytestmark = [
@@ -46,7 +48,6 @@ def _blocks(config: pytest.Config) -> int:
 def _host_blocks(benchmark, blocks: dict) -> None:
     if benchmark.stats is None:  # pytest-benchmark disabled (e.g. xdist, --benchmark-disable)
         return
-    from fixtures.measure.timing import block_medians_in_order
 
     data_ms = np.asarray(benchmark.stats.stats.data, dtype=float) * 1e3
     blocks["host_k"] = HOST_K
@@ -69,8 +70,6 @@ def test_benchmark(
     blocks: dict = {}
     benchmark.extra_info[BLOCKS_KEY] = blocks
     if engine.supports_device:
-        from fixtures.measure import timing
-
         with timing.Launchers() as launchers:
             launch = launchers.add(case.id, engine, feeds)
             how, stream = launchers.how[case.id], launchers.stream

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 from fixtures.cases import Case
+from fixtures.gpu.capturability import check_capturable
 from fixtures.workspace import Prepared, Workspace
 
 pytestmark = [
@@ -23,7 +24,6 @@ def test_twin_is_capturable(
     case: Case, workspace: Workspace, device_engine, cuda_stream, record
 ) -> None:
     __tracebackhide__ = True
-    from fixtures.gpu.capturability import check_capturable
 
     x = workspace.data().x
     feeds = {"input_a": {"input": x[:1]}, "input_b": {"input": x[1:2]}}
@@ -47,7 +47,6 @@ def test_early_exit_capture(
     request: pytest.FixtureRequest,
 ) -> None:
     __tracebackhide__ = True
-    from fixtures.gpu.capturability import check_capturable
 
     profile = workspace.settings.profile
     if not profile.conditional_capturable:

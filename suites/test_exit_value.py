@@ -25,6 +25,8 @@ import pytest
 from fixtures.backends.base import BackendUnavailable, Engine
 from fixtures.cases import Case
 from fixtures.checks import fail
+from fixtures.gpu import cuda
+from fixtures.measure import timing
 from fixtures.measure.stats import speedup_interval
 from fixtures.strategies import strategy_engine
 from fixtures.workspace import Prepared, Workspace
@@ -86,8 +88,6 @@ class _Timer:
         self.stream = self.images = None
         self._closers: list = []
         if device:
-            from fixtures.gpu import cuda
-
             self.stream = cuda.Stream()
             x = np.ascontiguousarray(prepared.images(), np.float32)
             self.images = cuda.DeviceBuffer(x.shape, np.float32)
@@ -95,7 +95,6 @@ class _Timer:
             self._closers += [self.images.close, self.stream.close]
 
     def __call__(self, engine: Engine, t: float) -> np.ndarray:
-        from fixtures.measure import timing
 
         p = self.prepared
         names = {s.name for s in engine.inputs}
@@ -127,7 +126,6 @@ def test_exit_value(
     case: Case, prepared: Prepared, workspace: Workspace, strategy_cache: dict, record
 ) -> None:
     __tracebackhide__ = True
-    from fixtures.gpu import cuda
 
     precision = case.precision or "fp32"
     engines, notes = _engines(workspace, case, precision, strategy_cache)

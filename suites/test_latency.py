@@ -22,6 +22,7 @@ import pytest
 
 from fixtures.backends.base import BackendUnavailable, Engine
 from fixtures.cases import Case
+from fixtures.measure import timing
 from fixtures.measure.stats import (
     DEFAULT_PLAN,
     GateFamily,
@@ -31,6 +32,7 @@ from fixtures.measure.stats import (
     block_hodges_lehmann,
     run_sequential,
 )
+from fixtures.measure.timing import Launchers
 from fixtures.workspace import Prepared, Workspace
 
 pytestmark = [
@@ -87,7 +89,6 @@ def _measure(launchers):
     """``measure(active, rounds, look)`` for run_sequential: interleaved blocks of the active
     engines, CUDA events (device) or perf_counter_ns (host), each block reduced to its
     Hodges-Lehmann estimate (robust as a median, nearly as efficient as a mean)."""
-    from fixtures.measure import timing
 
     def measure(active: list[str], rounds: int, look: int) -> np.ndarray:
         fns = {label: launchers.fns[label] for label in active}
@@ -147,7 +148,6 @@ def test_latency_ordering(
     labels = list(engines)
     pairs = list(itertools.pairwise(labels))
     gate = ordering_family.gate(len(pairs), DEFAULT_PLAN, delta_inv=DELTA_INV)
-    from fixtures.measure.timing import Launchers
 
     with Launchers(all(e.supports_device for e in engines.values())) as launchers:
         for p, e in engines.items():
@@ -171,7 +171,6 @@ def test_untaken_branch_is_skipped(
     except BackendUnavailable as exc:
         pytest.skip(f"[{case.id}] {exc}")
     labels, pair = ["exit_never", "exit_always"], ("exit_never", "exit_always")
-    from fixtures.measure.timing import Launchers
 
     with Launchers(a.supports_device and b.supports_device) as launchers:
         launchers.add("exit_never", a, prepared.feed(prepared.threshold_for("exit_never")))

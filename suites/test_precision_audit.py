@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import pytest
 
+from fixtures.backends.base import BackendUnavailable
+from fixtures.backends.tensorrt.compat import inspect_onnx
+from fixtures.backends.tensorrt.inspector import audit_by_branch, layer_precisions
 from fixtures.cases import Case
 from fixtures.workspace import Prepared, Workspace
+from models.audit import audit
 
 pytestmark = pytest.mark.exitgate_family(
     "precision audit",
@@ -28,8 +32,6 @@ def test_branches_run_in_target_precision(
     case: Case, prepared: Prepared, workspace: Workspace, record
 ) -> None:
     __tracebackhide__ = True
-    from fixtures.backends.base import BackendUnavailable
-    from models.audit import audit
 
     precision = case.precision or "fp32"
     try:
@@ -65,9 +67,6 @@ def test_branches_run_in_target_precision(
 def _record_engine_audit(case: Case, workspace: Workspace, artifact, record) -> None:
     """The same audit read back from the built engine (TensorRT's engine inspector): which data
     types each branch's layers produce, so "INT8 slower than FP16" can be explained."""
-    from fixtures.backends.base import BackendUnavailable
-    from fixtures.backends.tensorrt.compat import inspect_onnx
-    from fixtures.backends.tensorrt.inspector import audit_by_branch, layer_precisions
 
     try:
         engine = workspace.engine(case.model, case.precision or "fp32")

@@ -23,6 +23,8 @@ from fixtures.backends.base import backend as get_descriptor
 from fixtures.cases import Case
 from fixtures.checks import check_decisions, check_fixed_path, fail
 from fixtures.compare import compare_runs
+from fixtures.gpu import cuda
+from fixtures.measure import timing
 from fixtures.measure.stats import Verdict, ordering_gate
 from fixtures.strategies import device_split_backends, strategy_engine, strategy_unavailable
 from fixtures.workspace import Prepared, RunResult, Workspace
@@ -112,8 +114,6 @@ def test_strategy_latency(
     case: Case, prepared: Prepared, workspace: Workspace, strategy_cache: dict, record
 ) -> None:
     __tracebackhide__ = True
-    from fixtures.gpu import cuda
-    from fixtures.measure import timing
 
     backend = workspace.settings.backend
     reason = cuda.available()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from fixtures.backends.base import BackendUnavailable
 from fixtures.cases import Case
 from fixtures.workspace import Prepared, PrepareError, Workspace
 from models.structure import ModelFileError
@@ -44,7 +45,6 @@ def test_tensorrt_keeps_conditional(case: Case, prepared: Prepared, workspace: W
     trt_backend = pytest.importorskip(
         "fixtures.backends.tensorrt.compat", reason="the TensorRT backend module is not available"
     )
-    from fixtures.backends.base import BackendUnavailable
 
     try:
         onnx = workspace.onnx_for(prepared, case.precision or "fp32")

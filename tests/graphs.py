@@ -12,6 +12,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from models.probe import settle as settle_model
+from models.structure import analyze
+
 C = 10
 
 
@@ -206,8 +209,6 @@ def _model(nodes, inputs, outputs, inits, opset: int) -> onnx.ModelProto:
 def settle(model: onnx.ModelProto, default: float = 0.5, n: int = 4, **opts):
     """Static analysis, then :func:`models.probe.settle` (the drivable rewrite and the probe) on
     ``n`` random images, as the suite does them: (drivable model, settled analysis, exit paths)."""
-    from models.probe import settle as settle_model
-    from models.structure import analyze
 
     a = analyze(model, "g", **opts)
     assert a.ok and not a.undetermined, a.explain()

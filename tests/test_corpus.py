@@ -15,6 +15,15 @@ from pathlib import Path
 
 import pytest
 
+from fixtures.backends.base import BackendUnavailable
+from fixtures.backends.tensorrt.build import build_plan
+from fixtures.backends.tensorrt.compat import import_tensorrt, inspect_onnx
+from models.__main__ import main
+from models.artifacts import ArtifactCache
+from models.calibration import calibration_images
+from models.graph import opset
+from models.precision import QDQ_MIN_OPSET, fp16_artifact, int8_artifact
+from models.structure import analyze, drivable, load_model
 from tests.conftest import REPO
 
 if sys.version_info >= (3, 11):
@@ -39,7 +48,6 @@ def _ids(entries: list[dict]) -> list[str]:
 
 
 def _analyze_cli(entry: dict, capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, str]]:
-    from models.__main__ import main
 
     args = ["analyze", str(CORPUS / entry["path"])]
     if "suite_threshold" in entry:
@@ -137,7 +145,6 @@ def test_negative_controls_fail_the_structure_test_for_their_reason(run_suite, t
 
 @pytest.fixture(scope="module")
 def calibration():
-    from models.calibration import calibration_images
 
     return calibration_images(None)
 
@@ -149,12 +156,6 @@ def test_tensorrt_rtx_builds_every_precision_with_its_conditional(
 ) -> None:
     """The model as the suite prepares it (threshold input, dynamic dims pinned), in every
     precision, parses with CONDITION layers and builds on TensorRT-RTX's CPU builder."""
-    from fixtures.backends.base import BackendUnavailable
-    from fixtures.backends.tensorrt.build import build_plan
-    from fixtures.backends.tensorrt.compat import import_tensorrt, inspect_onnx
-    from models.artifacts import ArtifactCache
-    from models.precision import fp16_artifact, int8_artifact
-    from models.structure import analyze, drivable, load_model
 
     try:
         import_tensorrt()
@@ -182,11 +183,6 @@ def test_int8_of_an_opset11_export_is_raised_to_opset13(tmp_path: Path, calibrat
     """Finding: tf2onnx still emits opset 11, where onnxruntime's per-channel quantizer writes a
     DequantizeLinear ``axis`` the checker refuses; the int8 artifact is made at opset 13."""
     import onnx
-
-    from models.artifacts import ArtifactCache
-    from models.graph import opset
-    from models.precision import QDQ_MIN_OPSET, int8_artifact
-    from models.structure import analyze, drivable, load_model
 
     (entry,) = [e for e in GOOD if e["name"] == "tf_function_ge_opset11"]
     model = load_model(CORPUS / entry["path"])

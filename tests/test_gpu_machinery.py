@@ -14,9 +14,13 @@ import contextlib
 import numpy as np
 import pytest
 
+from fixtures.backends.base import BackendUnavailable
+from fixtures.backends.torch.halves import torch_halves
 from fixtures.gpu import capturability, cond_graph, cuda
 from fixtures.measure import stats, timing
+from fixtures.strategies import FEATS, StrategyEngine
 from models.zoo import ZOO
+from tests.gpu_harness_table import measure_twin
 
 pytestmark = pytest.mark.gpu
 
@@ -489,8 +493,6 @@ def test_torch_split_graph_decides_in_the_condition_kernel(torch):
     reason = cond_graph.conditional_support()
     if reason:
         pytest.skip(f"conditional graph nodes unavailable: {reason}")
-    from fixtures.backends.torch.halves import torch_halves
-    from fixtures.strategies import FEATS, StrategyEngine
 
     img = _image(3)
     engines = {
@@ -577,8 +579,6 @@ _TWIN_TIMINGS: dict = {}
 def twin_timing(torch, stream, request):
     """The measurements of tests/gpu_harness_table.py for one zoo twin and precision (cached:
     the two tests below share them)."""
-    from fixtures.backends.base import BackendUnavailable
-    from tests.gpu_harness_table import measure_twin
 
     key = request.node.callspec.params["twin"], request.node.callspec.params["precision"]
     if key not in _TWIN_TIMINGS:

@@ -17,8 +17,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fixtures.cases import file_models
 from fixtures.errors import ORT_LOAD_ERRORS, USER_ERRORS
+from fixtures.workspace import build_once
 from models.artifacts import ArtifactCache
+from models.zoo import ZOO as SPECS
+from models.zoo import onnx_path
 from tests.conftest import REPO
 from tests.hostile import (
     CPU_PROFILE,
@@ -56,7 +60,6 @@ class _TwoArgs(Exception):
 def test_cached_failure_is_raised_fresh_each_time(make) -> None:
     """Fails when the remembered exception object itself is raised again: each test would see
     one shared object whose traceback grows by two frames per test."""
-    from fixtures.workspace import build_once
 
     def build():
         try:
@@ -80,8 +83,6 @@ def test_cached_failure_is_raised_fresh_each_time(make) -> None:
 
 def _bad_models(folder: Path) -> dict[str, tuple[str, str]]:
     """Model files a hostile user would give: name -> (manifest path, what the message says)."""
-    from models.zoo import ZOO as SPECS
-    from models.zoo import onnx_path
 
     good = onnx_path(SPECS["resnet8"], "concat", ArtifactCache()).read_bytes()
     import onnx
@@ -222,7 +223,6 @@ def test_bad_manifest_file(run_inprocess, tmp_path: Path, text: bytes, message: 
 def test_manifest_keys_reach_the_model(tmp_path: Path) -> None:
     """The documented keys are read: fails when flag_output is dropped, or when an entropy exit's
     threshold above 1 is refused."""
-    from fixtures.cases import file_models
 
     m = tmp_path / "models.toml"
     m.write_text('[[model]]\npath = "m.onnx"\nthreshold = 1.5\nflag_output = "exit_flag"\n')

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from models.artifacts import ArtifactCache
+from reports.plugin import write_report
 from tests.conftest import REPO
 from tests.hostile import (
     AS_ROOT,
@@ -127,7 +128,6 @@ def _run(i: int, started: float) -> dict:
 def test_report_is_replaced_as_a_set(tmp_path: Path) -> None:
     """Fails when files of the previous run survive next to the new ones, or when a file another
     tool wrote during this run (--junit-xml) is lost."""
-    from reports.plugin import write_report
 
     out = tmp_path / "latest"
     write_report(_run(1, time.time()), out)
@@ -165,7 +165,6 @@ write_report(json.loads(Path(sys.argv[2]).read_text()), Path(sys.argv[1]))
 def test_killed_report_writer_leaves_one_run(tmp_path: Path) -> None:
     """SIGKILL after the new run.json is written, before summary.md: fails when the report folder
     then holds files of both runs, or when the dead writer's temp folder outlives a later run."""
-    from reports.plugin import write_report
 
     out = tmp_path / "latest"
     write_report(_run(1, time.time()), out)

@@ -7,6 +7,7 @@ import types
 
 import pytest
 
+from tests import _probe_imports
 from tests.conftest import REPO
 
 SUITE = str(REPO / "suites" / "test_structure.py")
@@ -90,7 +91,6 @@ def test_collect_only_is_fast_and_imports_no_torch(run_suite) -> None:
 
 def test_import_probe_names_a_heavy_module(monkeypatch, capsys) -> None:
     """The probe above can fail: with a heavy module loaded it names it instead of 'none'."""
-    from tests import _probe_imports
 
     for name in _probe_imports.HEAVY:
         monkeypatch.delitem(sys.modules, name, raising=False)

@@ -19,6 +19,7 @@ from models.artifacts import ArtifactCache
 from models.audit import audit
 from models.calibration import calibration_hash, calibration_images, iter_batches
 from models.dataset import DataError, eval_split, train_split
+from models.export import export_early_exit, save
 from models.precision import (
     QDQ_EXTRA_OPTIONS,
     fp16_artifact,
@@ -26,6 +27,7 @@ from models.precision import (
     quantize_qdq,
     to_int8_qdq,
 )
+from models.zoo import ZOO
 
 LAYOUTS = ("concat", "separate")
 # resnet8: trunk 3 Conv; exit head Conv + Gemm; deep branch 6 Conv + Gemm
@@ -37,8 +39,6 @@ EXPECTED = {"trunk": "3/3 Conv", "exit": "2/2 Conv/Gemm", "deep": "7/7 Conv/Gemm
 def zoo_onnx(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """resnet8 exported with a real If, both flag layouts (random weights, seeded)."""
     torch = pytest.importorskip("torch", reason="the zoo export needs torch (pip install .[zoo])")
-    from models.export import export_early_exit, save
-    from models.zoo import ZOO
 
     folder = tmp_path_factory.mktemp("zoo")
     out = {}

@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 
 from models.artifacts import ArtifactCache
+from models.zoo import ZOO as SPECS
+from models.zoo import onnx_path
 from tests.conftest import REPO
 
 STRUCTURE = str(REPO / "suites" / "test_structure.py")
@@ -25,8 +27,6 @@ ZOO = ("--zoo=resnet8", "--layout=concat", "--samples=16")
 @pytest.fixture
 def good_onnx(tmp_path: Path) -> Path:
     """A zoo export (the drivable concat resnet8) copied out of the shared cache."""
-    from models.zoo import ZOO as SPECS
-    from models.zoo import onnx_path
 
     dst = tmp_path / "models" / "good.onnx"
     dst.parent.mkdir()

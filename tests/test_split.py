@@ -11,8 +11,13 @@ import numpy as np
 import onnx
 import pytest
 
+from fixtures.backends.base import BackendUnavailable
+from fixtures.backends.tensorrt.build import build_plan
+from fixtures.backends.tensorrt.compat import import_tensorrt, inspect_onnx
+from models.dataset import eval_split
 from models.split import GO_DEEP, SplitError, run_split, split_at_if
-from models.structure import analyze
+from models.structure import analyze, load_model
+from models.zoo import ZOO, onnx_path
 from tests import graphs, onnx_graphs
 from tests.graphs import settle
 
@@ -81,7 +86,6 @@ def _check_bitwise(
 
 @pytest.fixture(scope="module")
 def images64() -> np.ndarray:
-    from models.dataset import eval_split
 
     return eval_split(64).x
 
@@ -89,8 +93,6 @@ def images64() -> np.ndarray:
 @pytest.mark.parametrize("layout", ["concat", "separate"])
 def test_zoo_resnet8_split_is_bitwise(layout: str, images64: np.ndarray) -> None:
     pytest.importorskip("torch", reason="the zoo export needs PyTorch the first time")
-    from models.structure import load_model
-    from models.zoo import ZOO, onnx_path
 
     spec = ZOO["resnet8"]
     model = load_model(onnx_path(spec, layout))
@@ -103,8 +105,6 @@ def test_zoo_resnet8_split_is_bitwise(layout: str, images64: np.ndarray) -> None
 
 def test_zoo_split_shape(images64: np.ndarray) -> None:
     pytest.importorskip("torch", reason="the zoo export needs PyTorch the first time")
-    from models.structure import load_model
-    from models.zoo import ZOO, onnx_path
 
     model = load_model(onnx_path(ZOO["resnet8"], "separate"))
     split = split_at_if(model, analyze(model))
@@ -120,7 +120,6 @@ def test_zoo_split_shape(images64: np.ndarray) -> None:
 
 
 def _cifar(nhwc: bool, n: int = 32) -> np.ndarray:
-    from models.dataset import eval_split
 
     x = eval_split(n).x
     return np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if nhwc else x
@@ -179,8 +178,6 @@ def test_unsplittable_models_are_refused(spec: graphs.Spec, code: str) -> None:
 
 @pytest.fixture(scope="module")
 def trt_halves():
-    from fixtures.backends.base import BackendUnavailable
-    from fixtures.backends.tensorrt.compat import import_tensorrt
 
     try:
         import_tensorrt()
@@ -193,7 +190,6 @@ def trt_halves():
 
 
 def test_tensorrt_parses_both_halves_trunk_has_no_conditional(trt_halves, record_property) -> None:
-    from fixtures.backends.tensorrt.compat import inspect_onnx
 
     trunk = inspect_onnx(trt_halves.trunk.SerializeToString())
     deep = inspect_onnx(trt_halves.deep.SerializeToString())
@@ -213,7 +209,6 @@ def test_tensorrt_parses_both_halves_trunk_has_no_conditional(trt_halves, record
 @pytest.mark.slow
 @pytest.mark.parametrize("half", ["trunk", "deep"])
 def test_tensorrt_builds_both_halves_fp32(trt_halves, half: str) -> None:
-    from fixtures.backends.tensorrt.build import build_plan
 
     plan = build_plan(getattr(trt_halves, half).SerializeToString(), "fp32", "strong")
     assert len(plan) > 1000

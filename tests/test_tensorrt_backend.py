@@ -24,13 +24,18 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from fixtures.backends.base import BackendUnavailable, TensorSpec
+from fixtures.backends.base import BackendUnavailable, Engine, TensorSpec, get_backend
+from fixtures.backends.onnxruntime import session
 from fixtures.backends.tensorrt import build as trt_build
 from fixtures.backends.tensorrt import calibrator as calib
 from fixtures.backends.tensorrt import compat, plan_cache
 from fixtures.backends.tensorrt import engine as trt_engine
 from fixtures.backends.tensorrt import inspector as trt_inspector
+from fixtures.devices import load_profile
+from fixtures.gpu import cuda
+from models._io import atomic_write_text, sha256_bytes
 from models.artifacts import ArtifactCache
+from models.artifacts import ArtifactCache as Cache
 from tests.onnx_graphs import custom_op_graph, early_exit_graph, no_if_graph
 
 REPO = Path(__file__).resolve().parent.parent
@@ -60,7 +65,6 @@ def onnx_file(tmp_path: Path):
 
 
 def _no_gpu_reason() -> str | None:
-    from fixtures.gpu import cuda
 
     return cuda.available()
 
@@ -568,9 +572,6 @@ def test_rtx_has_no_calibrator(rtx) -> None:
 
 def _cache_worker(root: str, onnx_paths: list[str], barrier, queue) -> None:
     try:
-        from fixtures.backends.tensorrt import plan_cache
-        from models.artifacts import ArtifactCache as Cache
-
         cache = Cache(root)
         barrier.wait(timeout=120)
         paths = [
@@ -616,7 +617,6 @@ def test_damaged_entries_are_rebuilt(rtx, onnx_file, tmp_path: Path) -> None:
     assert plan_cache.cached_plan(cache, src, "fp32", "strong", OPTS, CPU_DEVICE) == path
     assert cache.builds == {plan_cache.PLAN_KIND: 2} and path.stat().st_size == size
     # 2. garbage with a consistent record: TensorRT's header check (get_engine_validity) says so
-    from models._io import atomic_write_text, sha256_bytes
 
     garbage = b"not a TensorRT plan " * 64
     meta_path = path.with_name(path.stem + ".meta.json")
@@ -857,8 +857,6 @@ class _StubEngine:
 def test_build_plumbs_profile_cache_and_rtx_target(rtx, onnx_file, tmp_path, monkeypatch) -> None:
     """``build()`` up to the engine, with a STAND-IN RTX 4090 (CC 8.9) and a stub engine: the real
     RTX builder makes an SM89 plan from the profile's options, cached and loaded from the cache."""
-    from fixtures.backends.base import get_backend
-    from fixtures.devices import load_profile
 
     assert get_backend("tensorrt") is trt_engine.build
     monkeypatch.setattr(
@@ -988,7 +986,6 @@ class _StandinBuffer:
 def _standin_engine(label: str, inputs, outputs, ctx=None) -> trt_engine.TensorRTEngine:
     """A real TensorRTEngine object in the state ``__init__`` leaves it after deserialising (which
     needs a GPU), with a STAND-IN context and buffers: for the lifecycle and wiring logic."""
-    from fixtures.backends.base import Engine
 
     e = trt_engine.TensorRTEngine.__new__(trt_engine.TensorRTEngine)
     Engine.__init__(e, inputs, outputs, "fp32")
@@ -1110,8 +1107,6 @@ def test_capture_asks_the_rtx_context_first() -> None:
 def test_engine_runs_both_exit_paths(onnx_file, tmp_path: Path, layout: str) -> None:
     """On a GPU: the engine matches onnxruntime on both exit paths, through run() and through
     load_inputs / enqueue on a foreign stream / read_outputs; then the inspector audit."""
-    from fixtures.backends.onnxruntime import session
-    from fixtures.gpu import cuda
 
     src = onnx_file(early_exit_graph(layout))
     try:

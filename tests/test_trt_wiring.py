@@ -27,8 +27,13 @@ from fixtures.backends.base import TensorSpec
 from fixtures.backends.tensorrt import build as trt_build
 from fixtures.backends.tensorrt import compat, plan_cache
 from fixtures.backends.tensorrt import engine as trt_engine
+from fixtures.gpu import cond_graph
+from models import precision as prec
+from models.artifacts import ArtifactCache
+from models.calibration import calibration_images
 from models.split import GO_DEEP, SplitModels, split_at_if
-from models.structure import analyze, load_model
+from models.structure import analyze, load_model, with_threshold_input
+from models.zoo import LAYOUTS, ZOO, onnx_path
 from tests.onnx_graphs import early_exit_graph
 
 RTX_MISSING = (
@@ -50,21 +55,17 @@ def rtx():
 
 @pytest.fixture(scope="module")
 def cache():
-    from models.artifacts import ArtifactCache
 
     return ArtifactCache()  # the project cache ($EXITGATE_CACHE_DIR): zoo exports are shared
 
 
 def _zoo_cases() -> list[tuple[str, str, str]]:
-    from models.zoo import LAYOUTS, ZOO
 
     return [(m, layout, p) for m in ZOO for layout in LAYOUTS for p in PRECISIONS]
 
 
 def _artifact(cache, model: str, layout: str, precision: str) -> Path:
     pytest.importorskip("torch", reason="zoo exports need PyTorch: pip install -e .[zoo]")
-    from models import precision as prec
-    from models.zoo import ZOO, onnx_path
 
     src = onnx_path(ZOO[model], layout, cache)
     if precision == "fp16":
@@ -76,7 +77,6 @@ def _artifact(cache, model: str, layout: str, precision: str) -> Path:
 
 @functools.cache
 def _calibration() -> np.ndarray:
-    from models.calibration import calibration_images
 
     return calibration_images(None)  # the default set, as the workspace uses it
 
@@ -170,7 +170,6 @@ def test_zoo_halves_wire_up(rtx, cache, model: str, layout: str, precision: str)
     ids=["concat", "separate", "concat-nhwc-baked_threshold"],
 )
 def test_hand_built_halves_wire_up(rtx, tmp_path, layout: str, nhwc: bool, threshold_as_input):
-    from models.structure import with_threshold_input
 
     model = early_exit_graph(layout, nhwc=nhwc, threshold_as_input=threshold_as_input)
     a = analyze(model, layout=layout)
@@ -184,8 +183,6 @@ def test_hand_built_halves_wire_up(rtx, tmp_path, layout: str, nhwc: bool, thres
 def test_the_kernel_reads_a_float32_decision() -> None:
     """The other side of the decision contract, from the code that reads it on the device."""
     import inspect
-
-    from fixtures.gpu import cond_graph
 
     src = cond_graph.KERNEL_SOURCE
     assert re.search(r"const float\*\s*decision", src), "the kernel no longer reads a float*"

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fixtures.backends.tensorrt import compat, plan_cache
 from models.artifacts import ArtifactCache, DamagedEntry, UntrustedCache
 from models.dataset import DataError, load_cifar10
 from tests.conftest import REPO
@@ -29,6 +30,7 @@ from tests.hostile import (
     assert_clean,
     usage_error,
 )
+from tests.onnx_graphs import early_exit_graph
 
 # ---- 2. nothing executed that the user did not write: CIFAR batches ------------------------------
 
@@ -318,8 +320,6 @@ def test_planted_plan_is_refused_and_rebuilt(tmp_path: Path, monkeypatch) -> Non
         reason="TensorRT for RTX is not installed: pip install "
         "tensorrt-rtx-cu13 (CPU parser+builder)",
     )
-    from fixtures.backends.tensorrt import compat, plan_cache
-    from tests.onnx_graphs import early_exit_graph
 
     monkeypatch.setenv(compat.FLAVOR_ENV, "tensorrt_rtx")
     src = tmp_path / "model.onnx"

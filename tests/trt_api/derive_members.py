@@ -26,6 +26,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.trt_conformance import used_classes
+
 #: release label -> git tag in NVIDIA/TensorRT
 RELEASES = {"8.6.1": "v8.6.1", "10.3.0": "v10.3.0", "10.13.0": "v10.13.0", "11.1": "v11.1"}
 CPP_FILES = (
@@ -288,7 +290,6 @@ def main(argv: list[str]) -> int:
         print(__doc__)
         return 2
     sys.path.insert(0, str(HERE.parent.parent))
-    from tests.trt_conformance import used_classes
 
     table = derive(Path(argv[0]), used_classes())
     (HERE / "members.json").write_text(dumps(table))
