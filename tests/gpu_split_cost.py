@@ -9,7 +9,8 @@ replays with an event pair each; the block median kept): the no-exit twin, the t
 (what exit_always costs at least), the trunk alone, and split_graph at exit_never and at
 exit_always (two engines, so neither graph's threshold changes between rounds). It also lists the
 GPU activities per replay (CUPTI through torch.profiler) and the kernels split_graph runs beyond
-the twin, by name.
+the twin, by name -- after every case is timed: a CUPTI pass slows later graph replays in the
+process (``tests.gpu_split_where``).
 
 Issue 15's budget: split_graph at exit_never within 5 us of the twin + the exit head's own kernels
 (trunk+head minus trunk) + the decision and conditional node (split_graph at exit_always minus
