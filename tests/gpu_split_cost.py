@@ -31,9 +31,12 @@ from collections.abc import Callable
 
 import numpy as np
 
+from fixtures.backends.torch.engine import TorchEngine
+from fixtures.backends.torch.halves import torch_halves
 from fixtures.gpu import cuda
 from fixtures.measure import stats, timing
-from models.zoo import ZOO
+from fixtures.strategies import FEATS, StrategyEngine
+from models.zoo import ZOO, load_backbone
 
 BUDGET_US = 5.0
 """Issue 15: split_graph at exit_never within this of twin + exit head + conditional node."""
@@ -53,14 +56,18 @@ def kernels(torch, launch, stream: cuda.Stream, n: int = 50) -> tuple[Counter, f
             for _ in range(n):
                 launch()
             stream.synchronize()
-    ev = [e for e in prof.events() if e.device_type == DeviceType.CUDA
-          and e.time_range.end > e.time_range.start]  # fmt: skip
+    ev = [
+        e
+        for e in prof.events()
+        if e.device_type == DeviceType.CUDA and e.time_range.end > e.time_range.start
+    ]
     names = Counter(e.name[:70] for e in ev)
     busy = sum(e.time_range.end - e.time_range.start for e in ev) / 1e3 / n
     DURATIONS.clear()
     for e in ev:  # us per replay, by kernel name (for --detail)
-        DURATIONS[e.name[:70]] = DURATIONS.get(e.name[:70], 0.0) + (
-            e.time_range.end - e.time_range.start) / n  # fmt: skip
+        DURATIONS[e.name[:70]] = (
+            DURATIONS.get(e.name[:70], 0.0) + (e.time_range.end - e.time_range.start) / n
+        )
     return Counter({k: v / n for k, v in names.items()}), busy
 
 
@@ -69,7 +76,6 @@ DURATIONS: dict[str, float] = {}
 
 def trunk_only(torch, model: str, precision: str, stream: cuda.Stream):
     """``(launch, close)``: a CUDA graph of the zoo model's trunk alone (the twin's first part)."""
-    from models.zoo import load_backbone
 
     dtype = torch.float16 if precision == "fp16" else torch.float32
     cl = torch.channels_last
@@ -122,16 +128,16 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--rounds must be >= 6 (a 95 % signed-rank interval needs 6), got {args.rounds}")
     import torch
 
-    from fixtures.backends.torch.engine import TorchEngine
-    from fixtures.backends.torch.halves import torch_halves
-    from fixtures.strategies import FEATS, StrategyEngine
-
     stream = cuda.Stream()
     img = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
-    print(f"{args.rounds} interleaved rounds x {args.k} event pairs per graph, {args.batch} "
-          "replay(s) per pair; ms: median over rounds of the block medians\n")  # fmt: skip
-    print("| model | precision | twin ms | trunk+head ms | trunk ms | split_graph never ms | "
-          "split_graph always ms | never beyond twin | kernels twin / head / never |")  # fmt: skip
+    print(
+        f"{args.rounds} interleaved rounds x {args.k} event pairs per graph, {args.batch} "
+        "replay(s) per pair; ms: median over rounds of the block medians\n"
+    )
+    print(
+        "| model | precision | twin ms | trunk+head ms | trunk ms | split_graph never ms | "
+        "split_graph always ms | never beyond twin | kernels twin / head / never |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     extras = {}
     budget_rows: list[str] = []
@@ -143,20 +149,32 @@ def main(argv: list[str] | None = None) -> int:
             launchers, closers, engines = {}, [], []
             twin = TorchEngine(model, "plain", precision, "cuda")
             head = TorchEngine(model, "exit_head", precision, "cuda")
-            never, always = (StrategyEngine(*torch_halves(model, "concat", precision),
-                                            "split_graph", [FEATS]) for _ in range(2))  # fmt: skip
+            never, always = (
+                StrategyEngine(*torch_halves(model, "concat", precision), "split_graph", [FEATS])
+                for _ in range(2)
+            )
             engines += [never, always, twin, head]
-            for label, eng, t in (("twin", twin, None), ("head", head, None),
-                                  ("never", never, math.inf), ("always", always, -math.inf)):  # fmt: skip
-                feeds = {"input": img} if t is None else {"input": img,
-                                                          "threshold": np.array([t], np.float32)}  # fmt: skip
+            for label, eng, t in (
+                ("twin", twin, None),
+                ("head", head, None),
+                ("never", never, math.inf),
+                ("always", always, -math.inf),
+            ):
+                feeds = (
+                    {"input": img}
+                    if t is None
+                    else {"input": img, "threshold": np.array([t], np.float32)}
+                )
                 launch, how, close = timing.device_launcher(eng, feeds, stream)
                 if how != "graph":
                     raise RuntimeError(f"{model} {precision} {label}: not a graph replay ({how})")
                 closers.append(close)
                 launchers[label] = launch
-            deciders.add("the condition kernel (DeviceDecision)" if getattr(
-                never.trunk, "device_decision", False) else "the trunk (amax / > / where)")  # fmt: skip
+            deciders.add(
+                "the condition kernel (DeviceDecision)"
+                if getattr(never.trunk, "device_decision", False)
+                else "the trunk (amax / > / where)"
+            )
             launchers["trunk"], close = trunk_only(torch, model, precision, stream)
             closers.append(close)
             timed = launchers
@@ -184,9 +202,11 @@ def main(argv: list[str] | None = None) -> int:
         excess = (ms["never"] - ms["twin"] - ms["always"] + ms["trunk"]) * 1e3  # us per round
         est, lo, hi = stats.shift_interval(excess)
         verdict = "yes" if hi <= BUDGET_US else "NO" if lo > BUDGET_US else "undecided"
-        budget_rows.append(f"| {model} | {precision} | {row['twin']:.4f} | {head_us:.1f} | "
-                           f"{cond_us:.1f} | {row['never']:.4f} | {est:+.1f} [{lo:+.1f}, "
-                           f"{hi:+.1f}] | {verdict} |")  # fmt: skip
+        budget_rows.append(
+            f"| {model} | {precision} | {row['twin']:.4f} | {head_us:.1f} | "
+            f"{cond_us:.1f} | {row['never']:.4f} | {est:+.1f} [{lo:+.1f}, "
+            f"{hi:+.1f}] | {verdict} |"
+        )
         if args.detail:
             keys = sorted(set(durations["twin"]) | set(durations["never"]))
             print(f"\n{model} {precision}: GPU us per replay by kernel (twin / never)")
@@ -196,19 +216,28 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"  {a:7.2f} {b:7.2f}  {k}")
         extra = names["never"] - names["twin"]
         extras[(model, precision)] = extra
-        print(f"| {model} | {precision} | {row['twin']:.4f} | {row['head']:.4f} | "
-              f"{row['trunk']:.4f} | {row['never']:.4f} | {row['always']:.4f} | "
-              f"+{(row['never'] - row['twin']) * 1e3:.1f} us, {sum(extra.values()):.0f} kernels | "
-              f"{sum(names['twin'].values()):.0f} / {sum(names['head'].values()):.0f} / "
-              f"{sum(names['never'].values()):.0f} |", flush=True)  # fmt: skip
+        print(
+            f"| {model} | {precision} | {row['twin']:.4f} | {row['head']:.4f} | "
+            f"{row['trunk']:.4f} | {row['never']:.4f} | {row['always']:.4f} | "
+            f"+{(row['never'] - row['twin']) * 1e3:.1f} us, {sum(extra.values()):.0f} kernels | "
+            f"{sum(names['twin'].values()):.0f} / {sum(names['head'].values()):.0f} / "
+            f"{sum(names['never'].values()):.0f} |",
+            flush=True,
+        )
         for e in engines:
             e.close()
-    print(f"\nissue 15's budget: split_graph never <= twin + exit head + conditional node + "
-          f"{BUDGET_US:g} us (decision taken by {' / '.join(sorted(deciders))})")  # fmt: skip
-    print("excess per round = never - twin - always + trunk; Hodges-Lehmann estimate [95 % "
-          "signed-rank interval]; yes: upper bound <= 5 us, NO: lower bound > 5 us")  # fmt: skip
-    print("| model | precision | twin ms | exit head us | decision + condition node us | "
-          "split_graph never ms | never - (twin + head + cond) us [95 %] | within 5 us |")  # fmt: skip
+    print(
+        f"\nissue 15's budget: split_graph never <= twin + exit head + conditional node + "
+        f"{BUDGET_US:g} us (decision taken by {' / '.join(sorted(deciders))})"
+    )
+    print(
+        "excess per round = never - twin - always + trunk; Hodges-Lehmann estimate [95 % "
+        "signed-rank interval]; yes: upper bound <= 5 us, NO: lower bound > 5 us"
+    )
+    print(
+        "| model | precision | twin ms | exit head us | decision + condition node us | "
+        "split_graph never ms | never - (twin + head + cond) us [95 %] | within 5 us |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     print("\n".join(budget_rows))
     for (model, precision), extra in extras.items():

@@ -49,9 +49,12 @@ from typing import Any
 
 import numpy as np
 
+from fixtures.backends.torch.engine import TorchEngine
+from fixtures.backends.torch.halves import torch_halves
 from fixtures.gpu import cond_graph, cuda
 from fixtures.gpu.cuda import Stream, check
 from fixtures.measure import timing
+from fixtures.strategies import FEATS, GO_DEEP, StrategyEngine
 from tests.gpu_harness_table import back_to_back_ms
 
 
@@ -209,12 +212,22 @@ def profile_sequence(launch: Callable[[], None], stream: Stream, n: int = 40) ->
         prof.export_chrome_trace(path)
         with open(path) as f:
             trace = json.load(f)
-    ev = [e for e in trace.get("traceEvents", [])
-          if e.get("cat") in ("kernel", "gpu_memcpy", "gpu_memset") and e.get("ph") == "X"]  # fmt: skip
+    ev = [
+        e
+        for e in trace.get("traceEvents", [])
+        if e.get("cat") in ("kernel", "gpu_memcpy", "gpu_memset") and e.get("ph") == "X"
+    ]
     ev.sort(key=lambda e: float(e["ts"]))
     if not ev or len(ev) % n:
-        return [{"name": f"<{len(ev)} activities for {n} replays: not aligned>", "dur": 0.0,
-                 "gap": 0.0, "grid": "", "block": ""}]  # fmt: skip
+        return [
+            {
+                "name": f"<{len(ev)} activities for {n} replays: not aligned>",
+                "dur": 0.0,
+                "gap": 0.0,
+                "grid": "",
+                "block": "",
+            }
+        ]
     k = len(ev) // n
     rows = []
     for i in range(k):
@@ -227,12 +240,17 @@ def profile_sequence(launch: Callable[[], None], stream: Stream, n: int = 40) ->
                 gaps.append(float(e["ts"]) - (float(p["ts"]) + float(p["dur"])))
         e0 = ev[i]
         a = e0.get("args", {})
-        rows.append({
-            "name": e0["name"], "dur": float(np.median(durs)),
-            "gap": float(np.median(gaps)) if gaps else 0.0,
-            "grid": str(a.get("grid", "")), "block": str(a.get("block", "")),
-            "smem": a.get("shared memory", ""), "regs": a.get("registers per thread", ""),
-        })  # fmt: skip
+        rows.append(
+            {
+                "name": e0["name"],
+                "dur": float(np.median(durs)),
+                "gap": float(np.median(gaps)) if gaps else 0.0,
+                "grid": str(a.get("grid", "")),
+                "block": str(a.get("block", "")),
+                "smem": a.get("shared memory", ""),
+                "regs": a.get("registers per thread", ""),
+            }
+        )
     return rows
 
 
@@ -244,9 +262,6 @@ def seq_summary(rows: list[dict]) -> tuple[int, float, float]:
 
 
 def run_case(torch, model: str, precision: str, stream: Stream, trace_dir: str | None) -> None:
-    from fixtures.backends.torch.engine import TorchEngine
-    from fixtures.backends.torch.halves import torch_halves
-    from fixtures.strategies import FEATS, GO_DEEP, StrategyEngine
 
     img = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
     closers: list[Callable[[], object]] = []
@@ -335,10 +350,11 @@ def run_case(torch, model: str, precision: str, stream: Stream, trace_dir: str |
     build("child_only", lambda: combined_graph(None, ptr_one, deep.enqueue, stream, "child"))
     build("never_rebuilt", lambda: combined_graph(trunk.enqueue, go, deep.enqueue, stream, "if"))
     build("split_child", lambda: combined_graph(trunk.enqueue, go, deep.enqueue, stream, "child"))
-    build("split_linear", lambda: combined_graph(trunk.enqueue, go, deep.enqueue, stream,
-                                                 "linear"))  # fmt: skip
-    build("split_ifchild", lambda: combined_graph(trunk.enqueue, go, deep.enqueue, stream,
-                                                  "ifchild", deep_raw_graph))  # fmt: skip
+    build("split_linear", lambda: combined_graph(trunk.enqueue, go, deep.enqueue, stream, "linear"))
+    build(
+        "split_ifchild",
+        lambda: combined_graph(trunk.enqueue, go, deep.enqueue, stream, "ifchild", deep_raw_graph),
+    )
     _rt().cudaGraphDestroy(deep_raw_graph)
 
     def trunk_nodecision(h: int) -> None:  # TorchTrunk.enqueue without amax / > / where
@@ -349,10 +365,12 @@ def run_case(torch, model: str, precision: str, stream: Stream, trace_dir: str |
             trunk.device_decision = False
 
     try:  # the condition kernel takes the decision (cond_graph.DeviceDecision)
-        decide = cond_graph.DeviceDecision(int(trunk._probs_out(0.0).data_ptr()), trunk.classes,
-                                           int(thr.data_ptr()))  # fmt: skip
-        fused = cond_graph.SplitGraph.build(trunk_nodecision, go, deep.enqueue, stream,
-                                            decide=decide)  # fmt: skip
+        decide = cond_graph.DeviceDecision(
+            int(trunk._probs_out(0.0).data_ptr()), trunk.classes, int(thr.data_ptr())
+        )
+        fused = cond_graph.SplitGraph.build(
+            trunk_nodecision, go, deep.enqueue, stream, decide=decide
+        )
         keep.append(trunk.static_out.get(FEATS))
         launches["split_fused"] = lambda: fused.launch(stream)
         closers.append(fused.close)
@@ -380,8 +398,10 @@ def run_case(torch, model: str, precision: str, stream: Stream, trace_dir: str |
     if "split_fused" in launches:
         launches["split_fused"]()
         stream.synchronize()
-        print(f"(split_fused at threshold inf: go_deep = {float(trunk.static_out[GO_DEEP].item())}"
-              ": 1.0 expected)")  # fmt: skip
+        print(
+            f"(split_fused at threshold inf: go_deep = {float(trunk.static_out[GO_DEEP].item())}"
+            ": 1.0 expected)"
+        )
 
     seqs: dict[str, list[dict]] = {}
     for label in (
@@ -416,20 +436,24 @@ def run_case(torch, model: str, precision: str, stream: Stream, trace_dir: str |
             print(f"| {label} | {t * 1e3:.1f} | | | |")
     t = {k: v * 1e3 for k, v in times.items()}
     if all(k in t for k in ("twin", "never", "always", "trunkhalf", "deep_raw")):
-        print(f"\nnever - always = {t['never'] - t['always']:.1f} us (deep half inside the IF); "
-              f"deep_raw = {t['deep_raw']:.1f}; deep_ctg = {t.get('deep_ctg', float('nan')):.1f}; "
-              f"deep_torch = {t.get('deep_torch', float('nan')):.1f}; "
-              f"if_only = {t.get('if_only', float('nan')):.1f}; "
-              f"child_only = {t.get('child_only', float('nan')):.1f}")  # fmt: skip
-        print(f"never - split_linear = {t['never'] - t.get('split_linear', math.nan):+.1f} us; "
-              f"never - split_child = {t['never'] - t.get('split_child', math.nan):+.1f} us; "
-              f"never - split_ifchild = {t['never'] - t.get('split_ifchild', math.nan):+.1f} us; "
-              f"never - split_fused = {t['never'] - t.get('split_fused', math.nan):+.1f} us; "
-              f"always - fused_always = {t['always'] - t.get('fused_always', math.nan):+.1f} us; "
-              f"IF on (never - split_linear) = {t['never'] - t.get('split_linear', math.nan):.1f},"
-              f" IF off (always - trunkhalf) = {t['always'] - t['trunkhalf']:.1f} us; "
-              f"seq - (trunkhalf + deep_raw) = "
-              f"{t.get('seq', math.nan) - t['trunkhalf'] - t['deep_raw']:+.1f} us")  # fmt: skip
+        print(
+            f"\nnever - always = {t['never'] - t['always']:.1f} us (deep half inside the IF); "
+            f"deep_raw = {t['deep_raw']:.1f}; deep_ctg = {t.get('deep_ctg', float('nan')):.1f}; "
+            f"deep_torch = {t.get('deep_torch', float('nan')):.1f}; "
+            f"if_only = {t.get('if_only', float('nan')):.1f}; "
+            f"child_only = {t.get('child_only', float('nan')):.1f}"
+        )
+        print(
+            f"never - split_linear = {t['never'] - t.get('split_linear', math.nan):+.1f} us; "
+            f"never - split_child = {t['never'] - t.get('split_child', math.nan):+.1f} us; "
+            f"never - split_ifchild = {t['never'] - t.get('split_ifchild', math.nan):+.1f} us; "
+            f"never - split_fused = {t['never'] - t.get('split_fused', math.nan):+.1f} us; "
+            f"always - fused_always = {t['always'] - t.get('fused_always', math.nan):+.1f} us; "
+            f"IF on (never - split_linear) = {t['never'] - t.get('split_linear', math.nan):.1f},"
+            f" IF off (always - trunkhalf) = {t['always'] - t['trunkhalf']:.1f} us; "
+            f"seq - (trunkhalf + deep_raw) = "
+            f"{t.get('seq', math.nan) - t['trunkhalf'] - t['deep_raw']:+.1f} us"
+        )
     print("\nnode types: " + "; ".join(f"{k}: {dict(v)}" for k, v in census.items()))
     for k, v in errors.items():
         print(f"ERROR {k}: {v}")
@@ -440,9 +464,11 @@ def run_case(torch, model: str, precision: str, stream: Stream, trace_dir: str |
                 k, busy, gaps = seq_summary(rows)
                 f.write(f"\n### {label}: {k} activities, busy {busy:.2f} us, gaps {gaps:.2f} us\n")
                 for i, r in enumerate(rows):
-                    f.write(f"{i:3d} {r['dur']:7.2f} {r['gap']:6.2f} {r['grid']:>14} "
-                            f"{r['block']:>14} {r.get('smem', '')!s:>6} {r.get('regs', '')!s:>4} "
-                            f"{r['name'][:110]}\n")  # fmt: skip
+                    f.write(
+                        f"{i:3d} {r['dur']:7.2f} {r['gap']:6.2f} {r['grid']:>14} "
+                        f"{r['block']:>14} {r.get('smem', '')!s:>6} {r.get('regs', '')!s:>4} "
+                        f"{r['name'][:110]}\n"
+                    )
     stream.synchronize()
     for c in reversed(closers):
         try:
@@ -461,8 +487,10 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     stream = cuda.Stream()
-    print(f"torch {torch.__version__}, {torch.cuda.get_device_name()}, "
-          f"driver {cuda.driver_version()}, runtime {cuda.runtime_version()}")  # fmt: skip
+    print(
+        f"torch {torch.__version__}, {torch.cuda.get_device_name()}, "
+        f"driver {cuda.driver_version()}, runtime {cuda.runtime_version()}"
+    )
     for case in args.cases.split(","):
         model, precision = case.split(":")
         try:

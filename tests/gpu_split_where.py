@@ -37,17 +37,17 @@ from collections.abc import Callable
 
 import numpy as np
 
+from fixtures.backends.torch.engine import TorchEngine
+from fixtures.backends.torch.halves import torch_halves
 from fixtures.gpu import cond_graph, cuda
 from fixtures.measure import stats, timing
+from fixtures.strategies import FEATS, GO_DEEP, StrategyEngine
 from tests.gpu_harness_table import back_to_back_ms
 from tests.gpu_split_cost import trunk_only
 from tests.gpu_split_variants import STREAMS, combined_graph, exec_of, node_census, raw_graph
 
 
 def build_case(torch, model: str, precision: str, stream: cuda.Stream) -> dict:
-    from fixtures.backends.torch.engine import TorchEngine
-    from fixtures.backends.torch.halves import torch_halves
-    from fixtures.strategies import FEATS, GO_DEEP, StrategyEngine
 
     img = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
     fns: dict[str, Callable[[], None]] = {}
@@ -56,8 +56,9 @@ def build_case(torch, model: str, precision: str, stream: cuda.Stream) -> dict:
     meta: dict = {}
 
     def feeds(t: float | None) -> dict:
-        return {"input": img} if t is None else {"input": img,
-                                                 "threshold": np.array([t], np.float32)}  # fmt: skip
+        return (
+            {"input": img} if t is None else {"input": img, "threshold": np.array([t], np.float32)}
+        )
 
     for label, variant in (("twin", "plain"), ("head", "exit_head")):
         eng = TorchEngine(model, variant, precision, "cuda")
@@ -83,8 +84,9 @@ def build_case(torch, model: str, precision: str, stream: cuda.Stream) -> dict:
         engines.append(eng)
         eng.load_inputs(feeds(t))
         assert not eng.trunk.device_decision
-        sg = cond_graph.SplitGraph.build(eng.trunk.enqueue, eng.trunk.device_ptr(GO_DEEP),
-                                         eng.deep.enqueue, stream)  # fmt: skip
+        sg = cond_graph.SplitGraph.build(
+            eng.trunk.enqueue, eng.trunk.device_ptr(GO_DEEP), eng.deep.enqueue, stream
+        )
         fns[label] = lambda sg=sg: sg.launch(stream)
         closers.append(sg.close)
         meta[f"{label}_engine"] = eng
@@ -110,8 +112,13 @@ def build_case(torch, model: str, precision: str, stream: cuda.Stream) -> dict:
     cuda.bindings().runtime.cudaGraphDestroy(g)
     stream.synchronize()
     torch.cuda.synchronize()
-    return {"fns": fns, "closers": closers, "engines": engines, "meta": meta,
-            "case": f"{model} {precision}"}  # fmt: skip
+    return {
+        "fns": fns,
+        "closers": closers,
+        "engines": engines,
+        "meta": meta,
+        "case": f"{model} {precision}",
+    }
 
 
 def time_case(c: dict, stream: cuda.Stream, rounds: int, k: int) -> dict[str, dict[str, float]]:
@@ -154,33 +161,42 @@ def profile(torch, launch: Callable[[], None], stream: cuda.Stream, n: int = 50)
             for _ in range(n):
                 launch()
             stream.synchronize()
-    print(f"(profiled: {sum(str(e.device_type).endswith('CUDA') for e in prof.events())} GPU "
-          "activities)", flush=True)  # fmt: skip
+    print(
+        f"(profiled: {sum(str(e.device_type).endswith('CUDA') for e in prof.events())} GPU "
+        "activities)",
+        flush=True,
+    )
 
 
 def report(c: dict, t: dict, phase: str) -> None:
     b, so, mx = t["b2b"], t["solo"], t["mixed"]
     meta = c["meta"]
     nk = meta["deep_nodes"].get("Kernel", 0)
-    print(f"\n### {c['case']}, {phase}: us per replay (deep half: {nk} kernel nodes "
-          f"{meta['deep_nodes']}; twin {meta['twin_nodes']}; if {meta['if_nodes']}; "
-          f"child {meta['child_nodes']})\n")  # fmt: skip
+    print(
+        f"\n### {c['case']}, {phase}: us per replay (deep half: {nk} kernel nodes "
+        f"{meta['deep_nodes']}; twin {meta['twin_nodes']}; if {meta['if_nodes']}; "
+        f"child {meta['child_nodes']})\n"
+    )
     print("| graph | b2b | solo (event pair/replay) | mixed (interleaved) |")
     print("|---|---|---|---|")
     for label in b:
-        print(f"| {label} | {b[label]:.1f} | {so.get(label, math.nan):.1f} | "
-              f"{mx.get(label, math.nan):.1f} |")  # fmt: skip
+        print(
+            f"| {label} | {b[label]:.1f} | {so.get(label, math.nan):.1f} | "
+            f"{mx.get(label, math.nan):.1f} |"
+        )
     for name, d in (("b2b", b), ("solo", so), ("mixed", mx)):
         deep_twin = d["twin"] - d["trunk"]  # the deep half's kernels in the twin (approx.)
         if_body = d["never"] - d["always"]
         ex = d["never"] - d["twin"] - d["always"] + d["trunk"]
         ex_td = d["never_td"] - d["twin"] - d["always_td"] + d["trunk"]
-        print(f"{name}: deep={d['deep']:.1f} child-deep={d['child'] - d['deep']:+.1f} "
-              f"if-deep={d['if'] - d['deep']:+.1f} ({(d['if'] - d['deep']) / max(nk, 1):+.3f}/kernel)"
-              f" | never-always={if_body:.1f} vs twin-trunk={deep_twin:.1f} "
-              f"(IF body {(if_body - d['deep']) / max(nk, 1):+.3f} us/kernel over deep) | "
-              f"excess never={ex:+.1f} never_td={ex_td:+.1f} | never-never_td="
-              f"{d['never'] - d['never_td']:+.1f} always-always_td={d['always'] - d['always_td']:+.1f}")  # fmt: skip
+        print(
+            f"{name}: deep={d['deep']:.1f} child-deep={d['child'] - d['deep']:+.1f} "
+            f"if-deep={d['if'] - d['deep']:+.1f} ({(d['if'] - d['deep']) / max(nk, 1):+.3f}/kernel)"
+            f" | never-always={if_body:.1f} vs twin-trunk={deep_twin:.1f} "
+            f"(IF body {(if_body - d['deep']) / max(nk, 1):+.3f} us/kernel over deep) | "
+            f"excess never={ex:+.1f} never_td={ex_td:+.1f} | never-never_td="
+            f"{d['never'] - d['never_td']:+.1f} always-always_td={d['always'] - d['always_td']:+.1f}"
+        )
     if "always1" in b:
         print(f"b2b one engine: always1={b['always1']:.1f} vs two engines always={b['always']:.1f}")
     for lab, (est, lo, hi) in t["excess_mixed"].items():
@@ -198,8 +214,11 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     stream = cuda.Stream()
-    print(f"torch {torch.__version__}, {torch.cuda.get_device_name()}, "
-          f"driver {cuda.driver_version()}, runtime {cuda.runtime_version()}", flush=True)  # fmt: skip
+    print(
+        f"torch {torch.__version__}, {torch.cuda.get_device_name()}, "
+        f"driver {cuda.driver_version()}, runtime {cuda.runtime_version()}",
+        flush=True,
+    )
     cases = []
     for case in args.cases.split(","):
         model, precision = case.split(":")
