@@ -31,11 +31,11 @@ from collections.abc import Callable
 
 import numpy as np
 
+from fixtures.backends.split import FEATS, StrategyEngine
 from fixtures.backends.torch.engine import TorchEngine
 from fixtures.backends.torch.halves import torch_halves
 from fixtures.gpu import cuda
 from fixtures.measure import stats, timing
-from fixtures.strategies import FEATS, StrategyEngine
 from models.zoo import ZOO, load_backbone
 
 BUDGET_US = 5.0

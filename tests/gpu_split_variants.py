@@ -6,7 +6,7 @@
 Issue 15's budget asks split_graph at exit_never to cost no more than the no-exit twin + the exit
 head's own kernels + the decision and conditional node (+ 5 us); ``tests.gpu_split_cost`` measures
 that. This script separates the candidate causes of the excess by timing the same torch halves
-(``fixtures.strategies.torch_halves``) replayed from differently built CUDA graphs, back to back
+(``fixtures.backends.torch.halves.torch_halves``) replayed from differently built CUDA graphs, back to back
 (events around N replays / N, median of runs; ``tests.gpu_harness_table.back_to_back_ms``):
 
 - ``twin``: the no-exit twin (``torch.cuda.graph``), the reference;
@@ -49,12 +49,12 @@ from typing import Any
 
 import numpy as np
 
+from fixtures.backends.split import FEATS, GO_DEEP, StrategyEngine
 from fixtures.backends.torch.engine import TorchEngine
 from fixtures.backends.torch.halves import torch_halves
 from fixtures.gpu import cond_graph, cuda
 from fixtures.gpu.cuda import Stream, check
 from fixtures.measure import timing
-from fixtures.strategies import FEATS, GO_DEEP, StrategyEngine
 from tests.gpu_harness_table import back_to_back_ms
 
 

@@ -37,11 +37,11 @@ from collections.abc import Callable
 
 import numpy as np
 
+from fixtures.backends.split import FEATS, GO_DEEP, StrategyEngine
 from fixtures.backends.torch.engine import TorchEngine
 from fixtures.backends.torch.halves import torch_halves
 from fixtures.gpu import cond_graph, cuda
 from fixtures.measure import stats, timing
-from fixtures.strategies import FEATS, GO_DEEP, StrategyEngine
 from tests.gpu_harness_table import back_to_back_ms
 from tests.gpu_split_cost import trunk_only
 from tests.gpu_split_variants import STREAMS, combined_graph, exec_of, node_census, raw_graph

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 from fixtures.backends.base import BackendUnavailable
+from fixtures.backends.split import FEATS, StrategyEngine
 from fixtures.backends.torch.halves import torch_halves
 from fixtures.gpu import capturability, cond_graph, cuda
 from fixtures.measure import stats, timing
-from fixtures.strategies import FEATS, StrategyEngine
 from models.zoo import ZOO
 from tests.gpu_harness_table import measure_twin
 
