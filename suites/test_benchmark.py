@@ -37,12 +37,14 @@ pytestmark = [
 BLOCKS, K = 100, 20  # GPU compute time: 100 blocks of 20 queued inferences (the comparison's unit)
 HOST_K = 5  # pytest-benchmark rounds per host-latency block
 DEVICE_HOST_BLOCKS = 40  # host-latency blocks when the GPU compute time is the primary metric
+HOST_BLOCKS = 20  # host-latency blocks of a host backend (a CPU: milliseconds per inference)
 BLOCKS_KEY = "exitgate_blocks"  # read by reports/compare.py
 
 
-def _blocks(config: pytest.Config) -> int:
-    """BLOCKS, or more with ``--benchmark-min-rounds`` (escalating an unknown comparison)."""
-    return max(BLOCKS, int(config.getoption("benchmark_min_rounds", 0) or 0))
+def _blocks(config: pytest.Config, default: int = BLOCKS) -> int:
+    """``default`` blocks, or more with ``--benchmark-min-rounds`` (escalating an unknown
+    comparison)."""
+    return max(default, int(config.getoption("benchmark_min_rounds", 0) or 0))
 
 
 def _host_blocks(benchmark, blocks: dict) -> None:
@@ -110,7 +112,10 @@ def test_benchmark(
     else:
         benchmark.extra_info["launch"] = "host"
         benchmark.pedantic(
-            lambda: engine.run(feeds), rounds=n_blocks * HOST_K, iterations=1, warmup_rounds=5
+            lambda: engine.run(feeds),
+            rounds=_blocks(pytestconfig, HOST_BLOCKS) * HOST_K,
+            iterations=1,
+            warmup_rounds=5,
         )
         if benchmark.stats is not None:
             st = benchmark.stats.stats

@@ -28,7 +28,7 @@ from fixtures.checks import fail
 from fixtures.gpu import cuda
 from fixtures.measure import timing
 from fixtures.measure.stats import speedup_interval
-from fixtures.strategies import strategy_engine
+from fixtures.strategies import strategy_engine, strategy_run
 from fixtures.workspace import Prepared, Workspace
 from models.structure import exits
 
@@ -44,7 +44,7 @@ pytestmark = pytest.mark.exitgate_family(
 # never gated) 3 give the two forcing thresholds, the median score and the model's own, each timed
 # on the first HOST_IMAGES inputs; the exit rate and accuracy of every point still use all inputs.
 SWEEP = {"device": 9, "host": 3}
-HOST_IMAGES = 32
+HOST_IMAGES = 16
 CLAIM = 1.10  # a strategy "claims" a speed-up when its path latencies promise at least this
 
 
@@ -186,7 +186,7 @@ def test_exit_value(
     t_exit, t_deep = prepared.threshold_for("exit_always"), prepared.threshold_for("exit_never")
     for lab, per_t in lat.items():
         row = _summary(per_t[t0])
-        got = workspace.run(engines[lab], case.model, t0)  # the strategy's own decisions
+        got = strategy_run(workspace, case.model, precision, lab, t0, strategy_cache)
         row["exit_rate"] = float((np.round(got.flag) == 0).mean())
         if twin_ms is not None:
             ratio, lo, hi = speedup_interval(twin_ms, per_t[t0])

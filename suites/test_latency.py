@@ -3,7 +3,7 @@ branch is skipped, with interleaved rounds and a sequential, three-outcome paire
 (``fixtures/measure/stats.py``).
 
 Each test times its engines in interleaved rounds (per round and engine, one block of 20 inferences
-reduced to its Hodges-Lehmann estimate) and decides each pair (slow, fast) at 40 rounds;
+on a GPU, 3 on the host, reduced to its Hodges-Lehmann estimate) and decides each pair (slow, fast) at 40 rounds;
 a pair that is neither established nor inverted gets 40 more, up to 120 (3x the default budget),
 with the error rate split over the looks. Only the engines of undecided pairs are timed again.
 Holm's correction runs over every ordering pair of the run (the family size is counted from the
@@ -43,6 +43,9 @@ pytestmark = [
 ]
 
 K = 20  # inferences per block (one Hodges-Lehmann estimate each); looks at 40, 80, 120 rounds
+#: on the host (a CPU: onnxruntime, milliseconds per inference, little jitter next to a GPU's
+#: microseconds) a block of 3 after one untimed run decides the same pairs at a fraction of the time
+HOST_K = 3
 ALPHA = 0.01  # family-wise error rate of the run's INVERTED verdicts (and of its HOLDS verdicts)
 DELTA_INV = 0.02  # an inversion must exceed this to fail: the noise floor
 
@@ -92,7 +95,14 @@ def _measure(launchers):
 
     def measure(active: list[str], rounds: int, look: int) -> np.ndarray:
         fns = {label: launchers.fns[label] for label in active}
-        kw = {"rounds": rounds, "k": K, "seed": look, "warmup_ms": 200.0 if look == 0 else 50.0}
+        device = launchers.stream is not None
+        kw = {
+            "rounds": rounds,
+            "k": K if device else HOST_K,
+            "rewarm": 5 if device else 1,  # untimed launches per block: a GPU's L2, or the CPU's
+            "seed": look,
+            "warmup_ms": (200.0 if look == 0 else 50.0) if device else 20.0,  # clocks ramp on a GPU
+        }
         if launchers.stream is None:
             _, samples = timing.interleaved_samples_host(fns, **kw)
         else:

@@ -26,7 +26,12 @@ from fixtures.compare import compare_runs
 from fixtures.gpu import cuda
 from fixtures.measure import timing
 from fixtures.measure.stats import Verdict, ordering_gate
-from fixtures.strategies import device_split_backends, strategy_engine, strategy_unavailable
+from fixtures.strategies import (
+    device_split_backends,
+    strategy_engine,
+    strategy_run,
+    strategy_unavailable,
+)
 from fixtures.workspace import Prepared, RunResult, Workspace
 
 pytestmark = pytest.mark.exitgate_family(
@@ -46,16 +51,14 @@ DEFAULT_TARGET: tuple[float, float | None] = (1.0, None)
 
 
 def _runs(workspace: Workspace, case: Case, prepared: Prepared, cache: dict, t: float):
-    """The strategy's run over the evaluation set (cached), or a skip naming what is missing."""
-    precision = case.precision or "fp32"
-    key = ("run", case.model, precision, case.strategy, t)
-    if key not in cache:
-        try:
-            eng = strategy_engine(workspace, case.model, precision, case.strategy, cache)
-        except BackendUnavailable as exc:
-            pytest.skip(f"[{case.id}] {exc}")
-        cache[key] = workspace.run(eng, case.model, t)
-    return cache[key]
+    """The strategy's run over the evaluation set (once per session), or a skip naming what is
+    missing."""
+    try:
+        return strategy_run(
+            workspace, case.model, case.precision or "fp32", case.strategy, t, cache
+        )
+    except BackendUnavailable as exc:
+        pytest.skip(f"[{case.id}] {exc}")
 
 
 @pytest.mark.exitgate_cases(
