@@ -114,13 +114,13 @@ def synced_ms(launch, stream: cuda.Stream, n: int = 500) -> float:
     return float(np.median(out))
 
 
-def cupti_busy_ms(torch, launch, stream: cuda.Stream, n: int = PROFILED) -> tuple[float, float]:
-    """``(busy ms per replay, activities per replay)`` from torch.profiler's CUPTI records: the
-    union of the device intervals of kernels, memcpy and memset over ``n`` replays, / n."""
-    from torch.autograd import DeviceType
+def profiled(launch, stream: cuda.Stream, n: int, warm: int = 5):
+    """torch.profiler (CUPTI) over ``n`` replays of ``launch`` after ``warm`` untimed ones: the
+    finished profiler, for its ``events()`` or ``export_chrome_trace``. Profile after timing, never
+    before: a profiler pass leaves the GPU slower for a while (README, What an exit is worth)."""
     from torch.profiler import ProfilerActivity, profile
 
-    for _ in range(10):
+    for _ in range(warm):
         launch()
     stream.synchronize()
     with warnings.catch_warnings():  # torch 2.11 warns on entry that events are cleared per cycle
@@ -129,6 +129,15 @@ def cupti_busy_ms(torch, launch, stream: cuda.Stream, n: int = PROFILED) -> tupl
             for _ in range(n):
                 launch()
             stream.synchronize()
+    return prof
+
+
+def cupti_busy_ms(torch, launch, stream: cuda.Stream, n: int = PROFILED) -> tuple[float, float]:
+    """``(busy ms per replay, activities per replay)`` from torch.profiler's CUPTI records: the
+    union of the device intervals of kernels, memcpy and memset over ``n`` replays, / n."""
+    from torch.autograd import DeviceType
+
+    prof = profiled(launch, stream, n, warm=10)
     spans = sorted(
         (e.time_range.start, e.time_range.end)
         for e in prof.events()

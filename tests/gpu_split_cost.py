@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import warnings
 from collections import Counter
 from collections.abc import Callable
 
@@ -37,6 +36,7 @@ from fixtures.backends.torch.halves import torch_halves
 from fixtures.gpu import cuda
 from fixtures.measure import stats, timing
 from models.zoo import ZOO, load_backbone
+from tests.gpu_harness_table import profiled
 
 BUDGET_US = 5.0
 """Issue 15: split_graph at exit_never within this of twin + exit head + conditional node."""
@@ -45,17 +45,8 @@ BUDGET_US = 5.0
 def kernels(torch, launch, stream: cuda.Stream, n: int = 50) -> tuple[Counter, float]:
     """GPU activity names per replay (averaged), and busy time per replay (ms)."""
     from torch.autograd import DeviceType
-    from torch.profiler import ProfilerActivity, profile
 
-    for _ in range(5):
-        launch()
-    stream.synchronize()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", ".*Profiler clears events", UserWarning)
-        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-            for _ in range(n):
-                launch()
-            stream.synchronize()
+    prof = profiled(launch, stream, n)
     ev = [
         e
         for e in prof.events()

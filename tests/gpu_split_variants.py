@@ -42,7 +42,6 @@ import json
 import math
 import os
 import tempfile
-import warnings
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -55,7 +54,7 @@ from fixtures.backends.torch.halves import torch_halves
 from fixtures.gpu import cond_graph, cuda
 from fixtures.gpu.cuda import Stream, check
 from fixtures.measure import timing
-from tests.gpu_harness_table import back_to_back_ms
+from tests.gpu_harness_table import back_to_back_ms, profiled
 
 
 def _rt():
@@ -196,17 +195,7 @@ def exec_of(graph: Any) -> cuda.GraphExec:
 
 def profile_sequence(launch: Callable[[], None], stream: Stream, n: int = 40) -> list[dict]:
     """Per-position GPU activity of one replay, averaged over ``n`` replays (chrome trace)."""
-    from torch.profiler import ProfilerActivity, profile
-
-    for _ in range(5):
-        launch()
-    stream.synchronize()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", ".*Profiler clears events", UserWarning)
-        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-            for _ in range(n):
-                launch()
-            stream.synchronize()
+    prof = profiled(launch, stream, n)
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "t.json")
         prof.export_chrome_trace(path)

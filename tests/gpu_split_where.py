@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -42,7 +41,7 @@ from fixtures.backends.torch.engine import TorchEngine
 from fixtures.backends.torch.halves import torch_halves
 from fixtures.gpu import cond_graph, cuda
 from fixtures.measure import stats, timing
-from tests.gpu_harness_table import back_to_back_ms
+from tests.gpu_harness_table import back_to_back_ms, profiled
 from tests.gpu_split_cost import trunk_only
 from tests.gpu_split_variants import STREAMS, combined_graph, exec_of, node_census, raw_graph
 
@@ -152,15 +151,7 @@ def time_case(c: dict, stream: cuda.Stream, rounds: int, k: int) -> dict[str, di
 
 
 def profile(torch, launch: Callable[[], None], stream: cuda.Stream, n: int = 50) -> None:
-    from torch.profiler import ProfilerActivity
-    from torch.profiler import profile as prof_
-
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", ".*Profiler clears events", UserWarning)
-        with prof_(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-            for _ in range(n):
-                launch()
-            stream.synchronize()
+    prof = profiled(launch, stream, n, warm=0)
     print(
         f"(profiled: {sum(str(e.device_type).endswith('CUDA') for e in prof.events())} GPU "
         "activities)",
