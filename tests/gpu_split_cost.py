@@ -114,6 +114,13 @@ def main(argv: list[str] | None = None) -> int:
         help="GPU time per kernel name, twin vs never (CUPTI traces the kernels of the "
         "IF body slower than they run: use tests.gpu_split_variants to price them)",
     )
+    ap.add_argument(
+        "--cudnn-heuristics",
+        action="store_true",
+        help="cuDNN picks its kernels by heuristics instead of autotuning (torch.backends.cudnn."
+        "benchmark off once the engines are made): the twin and the split halves then run the same "
+        "convolution kernels in every process, so the budget prices the split, not the autotuner",
+    )
     args = ap.parse_args(argv)
     if args.rounds < 6:
         ap.error(f"--rounds must be >= 6 (a 95 % signed-rank interval needs 6), got {args.rounds}")
@@ -145,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
                 for _ in range(2)
             )
             engines += [never, always, twin, head]
+            if args.cudnn_heuristics:  # the engines turned autotuning on; their first runs follow
+                torch.backends.cudnn.benchmark = False
             for label, eng, t in (
                 ("twin", twin, None),
                 ("head", head, None),
