@@ -17,7 +17,6 @@ Host backends (onnxruntime on a CPU) are timed with perf_counter and recorded, n
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -51,9 +50,7 @@ CLAIM = 1.10  # a strategy "claims" a speed-up when its path latencies promise a
 def _twin(workspace: Workspace, case: Case, precision: str) -> Engine | None:
     if case.model.kind != "zoo":
         return None
-    if workspace.settings.backend == "torch":
-        return workspace.engine(case.model, precision, variant="plain")
-    return workspace.engine(replace(case.model, variant="plain"), precision)
+    return workspace.engine(case.model, precision, variant="plain")
 
 
 def _engines(workspace: Workspace, case: Case, precision: str, cache: dict):

@@ -19,7 +19,6 @@ import numpy as np
 import pytest
 
 from fixtures.backends.base import BackendUnavailable
-from fixtures.backends.base import backend as get_descriptor
 from fixtures.cases import Case
 from fixtures.checks import check_decisions, check_fixed_path, fail
 from fixtures.compare import compare_runs
@@ -28,6 +27,7 @@ from fixtures.measure import timing
 from fixtures.measure.stats import Verdict, ordering_gate
 from fixtures.strategies import (
     device_split_backends,
+    has_device_splits,
     strategy_engine,
     strategy_run,
     strategy_unavailable,
@@ -122,7 +122,7 @@ def test_strategy_latency(
     reason = cuda.available()
     if reason:
         pytest.skip(f"[{case.id}] the strategy latency comparison needs a GPU: {reason}")
-    if not (get_descriptor(backend).device and get_descriptor(backend).split_halves):
+    if not has_device_splits(backend):
         pytest.skip(
             f"[{case.id}] split engines with device halves exist for "
             f"{device_split_backends()} "

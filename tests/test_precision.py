@@ -27,9 +27,8 @@ from models.precision import (
     quantize_qdq,
     to_int8_qdq,
 )
-from models.zoo import ZOO
+from models.zoo import LAYOUTS, ZOO
 
-LAYOUTS = ("concat", "separate")
 # resnet8: trunk 3 Conv; exit head Conv + Gemm; deep branch 6 Conv + Gemm
 EXPECTED = {"trunk": "3/3 Conv", "exit": "2/2 Conv/Gemm", "deep": "7/7 Conv/Gemm"}
 

@@ -3,8 +3,8 @@
     python tests/trt_api/patch_stubs.py TYPINGS        # once: stubs into a private folder
     python tests/trt_api/typecheck.py --typings TYPINGS
 
-1. mypy (``tests/trt_api/mypy.ini``: the package ``fixtures/backends/tensorrt/`` and
-   ``fixtures/strategies.py``) must report no error.
+1. mypy (``tests/trt_api/mypy.ini``: the package ``fixtures/backends/tensorrt/``, its split
+   halves included) must report no error.
 2. The same files, copied with planted misuses, must fail with the expected errors: a renamed
    member, a wrong argument kind, an RTX-only member used without feature detection (the stubs
    describe full TensorRT 10.13), an unchecked None from a call the patched stubs mark Optional.
