@@ -50,7 +50,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _analyze(args: argparse.Namespace) -> int:
     """Static analysis, then (where it is sound) the probe on a few of the project's images."""
-
     if args.batch < 1:
         print(f"error: --batch={args.batch}: expected a whole number >= 1", file=sys.stderr)
         return 2

@@ -188,5 +188,4 @@ def export_traced_control(backbone, example: np.ndarray | None = None) -> onnx.M
 
 
 def save(model: onnx.ModelProto, path: str | os.PathLike[str]) -> Path:
-
     return atomic_write_bytes(path, model.SerializeToString())

@@ -164,7 +164,6 @@ class Int8Settings:
 
 def converter_versions() -> dict[str, str]:
     """Versions of the tools whose output the artifacts are (part of their cache keys)."""
-
     dists = ("onnx", "onnxruntime", "onnxconverter-common", "numpy")
     return {d: dist_version(d) or "absent" for d in dists}
 

@@ -126,7 +126,6 @@ def train(name: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-
     ap = argparse.ArgumentParser(prog="python -m models.train", description=__doc__.split("\n")[0])
     ap.add_argument("names", nargs="*", default=list(ZOO), help="zoo models (default: all)")
     args = ap.parse_args(argv)

@@ -159,7 +159,6 @@ def onnx_path(spec: ModelSpec, variant: str, cache: ArtifactCache | None = None)
         return hit
 
     def build() -> bytes:
-
         backbone = load_backbone(spec)
         if variant in LAYOUTS:
             model = export.export_early_exit(backbone, variant)

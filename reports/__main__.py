@@ -110,7 +110,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def compare(args: argparse.Namespace) -> int:
-
     try:
         runs_a = [load_run(p) for p in [args.run_a, *args.more_a]]
         runs_b = [load_run(p) for p in [args.run_b, *args.more_b]]

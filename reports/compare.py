@@ -38,10 +38,11 @@ from typing import Any
 
 import numpy as np
 
+from fixtures.run_facts import BLOCKS_KEY
+
 from .plots import pyplot, save_png
 
 __all__ = [
-    "BLOCKS_KEY",
     "DEFAULTS",
     "CompareError",
     "Row",
@@ -54,7 +55,6 @@ __all__ = [
     "median_se",
 ]
 
-BLOCKS_KEY = "exitgate_blocks"
 """``extra_info`` key of the block medians in a saved run (written by suites/test_benchmark.py)."""
 METRICS = ("gpu_compute_ms", "host_latency_ms")
 RAW_BLOCK = 5
@@ -401,7 +401,6 @@ def format_table(rows: list[Row], only_a: list[str], only_b: list[str]) -> str:
 
 def write_plot(rows: list[Row], path: Path, threshold: float) -> bool:
     """Per-test ratio bars with their bounds; False when matplotlib is missing."""
-
     plt = pyplot()
     if plt is None:
         return False

@@ -265,7 +265,6 @@ class RunRecorder:
 
 def write_report(run: dict[str, Any], out: Path) -> dict[str, Path]:
     """Write the report for ``run`` as one set at ``out`` (see the module docstring)."""
-
     out.parent.mkdir(parents=True, exist_ok=True)
     for leftover in stale_temps(out.parent):  # sets of killed writers
         if leftover.name.startswith(f".{out.name}."):

@@ -27,6 +27,7 @@ from fixtures.backends.base import BackendUnavailable
 from fixtures.cases import Case
 from fixtures.measure import timing
 from fixtures.measure.timing import block_medians_in_order
+from fixtures.run_facts import BLOCKS_KEY
 from fixtures.workspace import Prepared, Workspace
 
 pytestmark = [
@@ -38,7 +39,6 @@ BLOCKS, K = 100, 20  # GPU compute time: 100 blocks of 20 queued inferences (the
 HOST_K = 5  # pytest-benchmark rounds per host-latency block
 DEVICE_HOST_BLOCKS = 40  # host-latency blocks when the GPU compute time is the primary metric
 HOST_BLOCKS = 20  # host-latency blocks of a host backend (a CPU: milliseconds per inference)
-BLOCKS_KEY = "exitgate_blocks"  # read by reports/compare.py
 
 
 def _blocks(config: pytest.Config, default: int = BLOCKS) -> int:

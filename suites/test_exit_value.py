@@ -92,7 +92,6 @@ class _Timer:
             self._closers += [self.images.close, self.stream.close]
 
     def __call__(self, engine: Engine, t: float) -> np.ndarray:
-
         p = self.prepared
         names = {s.name for s in engine.inputs}
         if not self.device:  # host timing is informative only: the first HOST_IMAGES inputs

@@ -67,7 +67,6 @@ def test_branches_run_in_target_precision(
 def _record_engine_audit(case: Case, workspace: Workspace, artifact, record) -> None:
     """The same audit read back from the built engine (TensorRT's engine inspector): which data
     types each branch's layers produce, so "INT8 slower than FP16" can be explained."""
-
     try:
         engine = workspace.engine(case.model, case.precision or "fp32")
     except BackendUnavailable as exc:

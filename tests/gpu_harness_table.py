@@ -67,7 +67,6 @@ class TwinTiming:
 def twin_launcher(twin: str, precision: str, stream: cuda.Stream):
     """``(launch, how, close)`` for the zoo twin ``twin`` on the torch backend (CUDA), as the
     timing suites build it. Raises BackendUnavailable (or OSError: weights missing)."""
-
     engine = torch_backend.build(None, precision, zoo_model=twin, variant="plain", device="cuda")
     image = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
     return timing.device_launcher(engine, {"input": image}, stream)

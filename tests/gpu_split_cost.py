@@ -67,7 +67,6 @@ DURATIONS: dict[str, float] = {}
 
 def trunk_only(torch, model: str, precision: str, stream: cuda.Stream):
     """``(launch, close)``: a CUDA graph of the zoo model's trunk alone (the twin's first part)."""
-
     dtype = torch.float16 if precision == "fp16" else torch.float32
     cl = torch.channels_last
     net = load_backbone(ZOO[model]).to("cuda", dtype).to(memory_format=cl)

@@ -251,7 +251,6 @@ def seq_summary(rows: list[dict]) -> tuple[int, float, float]:
 
 
 def run_case(torch, model: str, precision: str, stream: Stream, trace_dir: str | None) -> None:
-
     img = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
     closers: list[Callable[[], object]] = []
     launches: dict[str, Callable[[], None]] = {}

@@ -47,7 +47,6 @@ from tests.gpu_split_variants import STREAMS, combined_graph, exec_of, node_cens
 
 
 def build_case(torch, model: str, precision: str, stream: cuda.Stream) -> dict:
-
     img = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
     fns: dict[str, Callable[[], None]] = {}
     closers: list[Callable[[], object]] = []

@@ -209,7 +209,6 @@ def _model(nodes, inputs, outputs, inits, opset: int) -> onnx.ModelProto:
 def settle(model: onnx.ModelProto, default: float = 0.5, n: int = 4, **opts):
     """Static analysis, then :func:`models.probe.settle` (the drivable rewrite and the probe) on
     ``n`` random images, as the suite does them: (drivable model, settled analysis, exit paths)."""
-
     a = analyze(model, "g", **opts)
     assert a.ok and not a.undetermined, a.explain()
     c, h, w = (int(d) for d in a.image_shape[1:])  # type: ignore[index]

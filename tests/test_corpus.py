@@ -48,7 +48,6 @@ def _ids(entries: list[dict]) -> list[str]:
 
 
 def _analyze_cli(entry: dict, capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, str]]:
-
     args = ["analyze", str(CORPUS / entry["path"])]
     if "suite_threshold" in entry:
         args.append(f"--threshold={entry['suite_threshold']}")
@@ -145,7 +144,6 @@ def test_negative_controls_fail_the_structure_test_for_their_reason(run_suite, t
 
 @pytest.fixture(scope="module")
 def calibration():
-
     return calibration_images(None)
 
 
@@ -156,7 +154,6 @@ def test_tensorrt_rtx_builds_every_precision_with_its_conditional(
 ) -> None:
     """The model as the suite prepares it (threshold input, dynamic dims pinned), in every
     precision, parses with CONDITION layers and builds on TensorRT-RTX's CPU builder."""
-
     try:
         import_tensorrt()
     except BackendUnavailable as exc:

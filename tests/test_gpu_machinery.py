@@ -579,7 +579,6 @@ _TWIN_TIMINGS: dict = {}
 def twin_timing(torch, stream, request):
     """The measurements of tests/gpu_harness_table.py for one zoo twin and precision (cached:
     the two tests below share them)."""
-
     key = request.node.callspec.params["twin"], request.node.callspec.params["precision"]
     if key not in _TWIN_TIMINGS:
         try:

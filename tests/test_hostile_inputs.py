@@ -83,7 +83,6 @@ def test_cached_failure_is_raised_fresh_each_time(make) -> None:
 
 def _bad_models(folder: Path) -> dict[str, tuple[str, str]]:
     """Model files a hostile user would give: name -> (manifest path, what the message says)."""
-
     good = onnx_path(SPECS["resnet8"], "concat", ArtifactCache()).read_bytes()
     import onnx
     from onnx import helper
@@ -223,7 +222,6 @@ def test_bad_manifest_file(run_inprocess, tmp_path: Path, text: bytes, message: 
 def test_manifest_keys_reach_the_model(tmp_path: Path) -> None:
     """The documented keys are read: fails when flag_output is dropped, or when an entropy exit's
     threshold above 1 is refused."""
-
     m = tmp_path / "models.toml"
     m.write_text('[[model]]\npath = "m.onnx"\nthreshold = 1.5\nflag_output = "exit_flag"\n')
     (ref,) = file_models([str(m)])

@@ -128,7 +128,6 @@ def _run(i: int, started: float) -> dict:
 def test_report_is_replaced_as_a_set(tmp_path: Path) -> None:
     """Fails when files of the previous run survive next to the new ones, or when a file another
     tool wrote during this run (--junit-xml) is lost."""
-
     out = tmp_path / "latest"
     write_report(_run(1, time.time()), out)
     (out / "old_plot.png").write_bytes(b"previous run")
@@ -165,7 +164,6 @@ write_report(json.loads(Path(sys.argv[2]).read_text()), Path(sys.argv[1]))
 def test_killed_report_writer_leaves_one_run(tmp_path: Path) -> None:
     """SIGKILL after the new run.json is written, before summary.md: fails when the report folder
     then holds files of both runs, or when the dead writer's temp folder outlives a later run."""
-
     out = tmp_path / "latest"
     write_report(_run(1, time.time()), out)
     before = {p.name: p.read_bytes() for p in out.iterdir()}

@@ -91,7 +91,6 @@ def test_collect_only_is_fast_and_imports_no_torch(run_suite) -> None:
 
 def test_import_probe_names_a_heavy_module(monkeypatch, capsys) -> None:
     """The probe above can fail: with a heavy module loaded it names it instead of 'none'."""
-
     for name in _probe_imports.HEAVY:
         monkeypatch.delitem(sys.modules, name, raising=False)
     monkeypatch.setitem(sys.modules, "onnxruntime", types.ModuleType("onnxruntime"))

@@ -27,7 +27,6 @@ ZOO = ("--zoo=resnet8", "--layout=concat", "--samples=16")
 @pytest.fixture
 def good_onnx(tmp_path: Path) -> Path:
     """A zoo export (the drivable concat resnet8) copied out of the shared cache."""
-
     dst = tmp_path / "models" / "good.onnx"
     dst.parent.mkdir()
     shutil.copyfile(onnx_path(SPECS["resnet8"], "concat", ArtifactCache()), dst)

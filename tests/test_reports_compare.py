@@ -23,9 +23,9 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
+from fixtures.run_facts import BLOCKS_KEY
 from reports.__main__ import main as reports_main
 from reports.compare import (
-    BLOCKS_KEY,
     DEFAULTS,
     CompareError,
     compare_runs,
@@ -33,6 +33,7 @@ from reports.compare import (
     load_run,
     median_se,
 )
+from suites.test_benchmark import HOST_BLOCKS, HOST_K
 from tests.conftest import REPO
 from tests.simulate_gates import Noise, compare_cell, run_blocks
 
@@ -398,8 +399,8 @@ def test_saved_runs_carry_blocks_and_both_compares_work(run_suite, tmp_path) -> 
         data = json.loads(saved.read_text())
         (bench,) = data["benchmarks"]
         blocks = bench["extra_info"][BLOCKS_KEY]
-        assert len(blocks["host_latency_ms"]) == 100 and blocks["host_k"] == 5
-        assert bench["stats"]["rounds"] == 500
+        assert len(blocks["host_latency_ms"]) == HOST_BLOCKS and blocks["host_k"] == HOST_K
+        assert bench["stats"]["rounds"] == HOST_BLOCKS * HOST_K
         assert np.median(blocks["host_latency_ms"]) == pytest.approx(
             bench["stats"]["median"] * 1e3, rel=0.2
         )

@@ -86,7 +86,6 @@ def _check_bitwise(
 
 @pytest.fixture(scope="module")
 def images64() -> np.ndarray:
-
     return eval_split(64).x
 
 
@@ -120,7 +119,6 @@ def test_zoo_split_shape(images64: np.ndarray) -> None:
 
 
 def _cifar(nhwc: bool, n: int = 32) -> np.ndarray:
-
     x = eval_split(n).x
     return np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if nhwc else x
 
@@ -178,7 +176,6 @@ def test_unsplittable_models_are_refused(spec: graphs.Spec, code: str) -> None:
 
 @pytest.fixture(scope="module")
 def trt_halves():
-
     try:
         import_tensorrt()
     except BackendUnavailable as exc:
@@ -190,7 +187,6 @@ def trt_halves():
 
 
 def test_tensorrt_parses_both_halves_trunk_has_no_conditional(trt_halves, record_property) -> None:
-
     trunk = inspect_onnx(trt_halves.trunk.SerializeToString())
     deep = inspect_onnx(trt_halves.deep.SerializeToString())
     record_property("trt_trunk_layers", trunk["layers"])
@@ -209,6 +205,5 @@ def test_tensorrt_parses_both_halves_trunk_has_no_conditional(trt_halves, record
 @pytest.mark.slow
 @pytest.mark.parametrize("half", ["trunk", "deep"])
 def test_tensorrt_builds_both_halves_fp32(trt_halves, half: str) -> None:
-
     plan = build_plan(getattr(trt_halves, half).SerializeToString(), "fp32", "strong")
     assert len(plan) > 1000

@@ -65,7 +65,6 @@ def onnx_file(tmp_path: Path):
 
 
 def _no_gpu_reason() -> str | None:
-
     return cuda.available()
 
 
@@ -857,7 +856,6 @@ class _StubEngine:
 def test_build_plumbs_profile_cache_and_rtx_target(rtx, onnx_file, tmp_path, monkeypatch) -> None:
     """``build()`` up to the engine, with a STAND-IN RTX 4090 (CC 8.9) and a stub engine: the real
     RTX builder makes an SM89 plan from the profile's options, cached and loaded from the cache."""
-
     assert get_backend("tensorrt") is trt_engine.build
     monkeypatch.setattr(
         trt_engine, "_device_or_skip", lambda trt, flavor: _standin_gpu("RTX 4090", "8.9")
@@ -986,7 +984,6 @@ class _StandinBuffer:
 def _standin_engine(label: str, inputs, outputs, ctx=None) -> trt_engine.TensorRTEngine:
     """A real TensorRTEngine object in the state ``__init__`` leaves it after deserialising (which
     needs a GPU), with a STAND-IN context and buffers: for the lifecycle and wiring logic."""
-
     e = trt_engine.TensorRTEngine.__new__(trt_engine.TensorRTEngine)
     Engine.__init__(e, inputs, outputs, "fp32")
     e.label, e._closed, e._flavor, e._trt, e._cuda = label, False, "tensorrt_rtx", None, None
@@ -1107,7 +1104,6 @@ def test_capture_asks_the_rtx_context_first() -> None:
 def test_engine_runs_both_exit_paths(onnx_file, tmp_path: Path, layout: str) -> None:
     """On a GPU: the engine matches onnxruntime on both exit paths, through run() and through
     load_inputs / enqueue on a foreign stream / read_outputs; then the inspector audit."""
-
     src = onnx_file(early_exit_graph(layout))
     try:
         engine = trt_engine.build(src, "fp32", cache=ArtifactCache(tmp_path / "cache"))

@@ -55,12 +55,10 @@ def rtx():
 
 @pytest.fixture(scope="module")
 def cache():
-
     return ArtifactCache()  # the project cache ($EXITGATE_CACHE_DIR): zoo exports are shared
 
 
 def _zoo_cases() -> list[tuple[str, str, str]]:
-
     return [(m, layout, p) for m in ZOO for layout in LAYOUTS for p in PRECISIONS]
 
 
@@ -77,7 +75,6 @@ def _artifact(cache, model: str, layout: str, precision: str) -> Path:
 
 @functools.cache
 def _calibration() -> np.ndarray:
-
     return calibration_images(None)  # the default set, as the workspace uses it
 
 
@@ -170,7 +167,6 @@ def test_zoo_halves_wire_up(rtx, cache, model: str, layout: str, precision: str)
     ids=["concat", "separate", "concat-nhwc-baked_threshold"],
 )
 def test_hand_built_halves_wire_up(rtx, tmp_path, layout: str, nhwc: bool, threshold_as_input):
-
     model = early_exit_graph(layout, nhwc=nhwc, threshold_as_input=threshold_as_input)
     a = analyze(model, layout=layout)
     if a.threshold_input is None:
