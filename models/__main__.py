@@ -11,14 +11,18 @@ from __future__ import annotations
 import argparse
 import sys
 
+from . import dataset
+from ._io import atomic_write_bytes
+from .probe import ort_errors, settle
+from .structure import IMAGE_LAYOUTS, LAYOUTS, ModelFileError, analyze, load_model
+from .train import main as train_main
+from .zoo import VARIANTS, ZOO, onnx_path
+
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["train"]:
-        from .train import main as train_main
-
         return train_main(argv[1:])
-    from .zoo import VARIANTS, ZOO
 
     ap = argparse.ArgumentParser(prog="python -m models", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -29,16 +33,13 @@ def main(argv: list[str] | None = None) -> int:
     an = sub.add_parser("analyze", help="print what the suite finds in an ONNX model")
     an.add_argument("path")
     an.add_argument("--threshold", type=float, help="the model's threshold, if it is an input")
-    an.add_argument("--flag-layout", choices=("concat", "separate", "none"))
+    an.add_argument("--flag-layout", choices=LAYOUTS)
     an.add_argument("--flag-output", help="the output that carries the exit flag")
-    an.add_argument("--input-layout", choices=("NCHW", "NHWC"))
+    an.add_argument("--input-layout", choices=IMAGE_LAYOUTS)
     an.add_argument("--batch", type=int, default=1, help="pin a dynamic batch to N (default 1)")
     sub.add_parser("train", help="retrain zoo weights (see python -m models.train --help)")
     args = ap.parse_args(argv)
     if args.cmd == "export":
-        from ._io import atomic_write_bytes
-        from .zoo import onnx_path
-
         src = onnx_path(ZOO[args.name], args.variant)
         with open(src, "rb") as fh:
             atomic_write_bytes(args.output, fh.read())
@@ -49,20 +50,18 @@ def main(argv: list[str] | None = None) -> int:
 
 def _analyze(args: argparse.Namespace) -> int:
     """Static analysis, then (where it is sound) the probe on a few of the project's images."""
-    import numpy as np
-
-    from . import dataset
-    from .probe import ort_errors, probe
-    from .structure import ModelFileError, analyze, drivable, load_model
-
     if args.batch < 1:
         print(f"error: --batch={args.batch}: expected a whole number >= 1", file=sys.stderr)
         return 2
-    opts = {"layout": args.flag_layout, "input_layout": args.input_layout,
-            "flag_output": args.flag_output}  # fmt: skip
     try:
         model = load_model(args.path)
-        a = analyze(model, args.path, threshold=args.threshold, **opts)
+        a = analyze(
+            model,
+            args.path,
+            layout=args.flag_layout,
+            input_layout=args.input_layout,
+            flag_output=args.flag_output,
+        )
     except (ModelFileError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -70,33 +69,40 @@ def _analyze(args: argparse.Namespace) -> int:
     source = a  # the file as given: where its threshold comes from
     if a.ok and not a.undetermined:
         default = args.threshold if args.threshold is not None else a.threshold_constant
-        runnable = drivable(model, a, batch=args.batch)
-        a = analyze(runnable, args.path, **{**opts, "input_layout": a.image_layout})
         x = dataset.eval_split(4 * args.batch).x
-        if a.image_layout == "NHWC":
-            x = x.transpose(0, 2, 3, 1)
-        images = [np.concatenate(list(x[i : i + args.batch])) if args.batch > 1 else x[i]
-                  for i in range(0, len(x), args.batch)]  # fmt: skip
+        images = [
+            x[i : i + args.batch] if args.batch > 1 else x[i] for i in range(0, len(x), args.batch)
+        ]
         try:
-            a, paths = probe(runnable, a, images, 0.5 if default is None else default)
+            settled = settle(model, a, images, 0.5 if default is None else default, args.batch)
         except ort_errors() as exc:
             print(f"error: {args.path}: onnxruntime cannot run the model: {exc}", file=sys.stderr)
             return 1
+        a, paths = settled.analysis, settled.paths
     facts = {
-        "if_node": a.if_node, "condition": a.condition, "criterion": a.criterion,
-        "exit_when": f"{a.describe()}" if a.exit_when else None, "compare_op": a.compare_op,
+        "if_node": a.if_node,
+        "condition": a.condition,
+        "criterion": a.criterion,
+        "exit_when": f"{a.describe()}" if a.exit_when else None,
+        "compare_op": a.compare_op,
         "threshold": source.threshold_source,
         "threshold_via": " -> ".join(source.threshold_via) or None,
-        "exit_branch": a.exit_branch, "flag_layout": a.layout, "flag_output": a.flag_output,
-        "probs_output": a.probs_output, "num_classes": a.num_classes,
-        "image_input": a.image_input, "image_layout": a.image_layout,
+        "exit_branch": a.exit_branch,
+        "flag_layout": a.layout,
+        "flag_output": a.flag_output,
+        "probs_output": a.probs_output,
+        "num_classes": a.num_classes,
+        "image_input": a.image_input,
+        "image_layout": a.image_layout,
         "image_shape": list(a.image_shape) if a.image_shape else None,
-    }  # fmt: skip
+    }
     for k, v in facts.items():
         print(f"{k}: {v}")
     for name, p in paths.items():
-        print(f"path {name}: threshold {p.threshold:g}"
-              + (f", flag {p.flag:g} ({p.branch} branch forced)" if p.flag is not None else ""))  # fmt: skip
+        print(
+            f"path {name}: threshold {p.threshold:g}"
+            + (f", flag {p.flag:g} ({p.branch} branch forced)" if p.flag is not None else "")
+        )
     if source.threshold_input is not None and args.threshold is None:
         print("note: the threshold is an input without a default: the suite needs --threshold=T")
     print("verdict: the exit is real" if a.ok and not a.undetermined else a.explain())

@@ -30,6 +30,7 @@ from . import graph as G
 __all__ = [
     "BRANCHES",
     "COMPUTE_OPS",
+    "ELEM_TYPES",
     "BranchAudit",
     "PrecisionAudit",
     "audit",
@@ -38,7 +39,9 @@ __all__ = [
 
 COMPUTE_OPS = ("Conv", "Gemm", "MatMul")
 BRANCHES = ("trunk", "exit", "deep")
-PRECISIONS = {"fp32": TensorProto.FLOAT, "fp16": TensorProto.FLOAT16, "int8": TensorProto.INT8}
+# the element type a precision's weights have: its keys are the precisions exitgate makes artifacts
+# in (models.precision.PRECISIONS)
+ELEM_TYPES = {"fp32": TensorProto.FLOAT, "fp16": TensorProto.FLOAT16, "int8": TensorProto.INT8}
 
 
 def branch_inputs(if_node: onnx.NodeProto) -> dict[str, list[str]]:
@@ -118,7 +121,7 @@ class _Scope:
                 and node.op_type == "DequantizeLinear"
                 and self.elem_type(node.input[0]) == TensorProto.INT8
             )
-        return self.elem_type(name) == PRECISIONS[precision]
+        return self.elem_type(name) == ELEM_TYPES[precision]
 
 
 # ---- the audit ----
@@ -207,8 +210,8 @@ def audit(
     ``exit_branch`` names the ``If`` attribute that holds the early exit (``then_branch`` for the
     zoo; the structure analysis supplies it for other models).
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}: expected one of {list(PRECISIONS)}")
+    if precision not in ELEM_TYPES:
+        raise ValueError(f"unknown precision {precision!r}: expected one of {list(ELEM_TYPES)}")
     if exit_branch not in ("then_branch", "else_branch"):
         raise ValueError(f"exit_branch must be then_branch or else_branch, got {exit_branch!r}")
     if not isinstance(model, onnx.ModelProto):

@@ -19,15 +19,24 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
+
+from ._io import atomic_write_bytes
 
 __all__ = ["OPSET", "export_early_exit", "export_plain", "export_traced_control", "to_opset"]
 
 OPSET = 17
 _REDUCE_OPS = {
-    "ReduceMean", "ReduceMax", "ReduceMin", "ReduceSum", "ReduceProd", "ReduceL1", "ReduceL2",
-    "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare",
-}  # fmt: skip
+    "ReduceMean",
+    "ReduceMax",
+    "ReduceMin",
+    "ReduceSum",
+    "ReduceProd",
+    "ReduceL1",
+    "ReduceL2",
+    "ReduceLogSum",
+    "ReduceLogSumExp",
+    "ReduceSumSquare",
+}
 
 
 def _constants(graph: onnx.GraphProto) -> dict[str, onnx.TensorProto]:
@@ -179,13 +188,4 @@ def export_traced_control(backbone, example: np.ndarray | None = None) -> onnx.M
 
 
 def save(model: onnx.ModelProto, path: str | os.PathLike[str]) -> Path:
-    from ._io import atomic_write_bytes
-
     return atomic_write_bytes(path, model.SerializeToString())
-
-
-def initializer_array(model: onnx.ModelProto, name: str) -> np.ndarray:
-    for t in model.graph.initializer:
-        if t.name == name:
-            return numpy_helper.to_array(t)
-    raise KeyError(name)

@@ -39,14 +39,28 @@ __all__ = [
 ]
 
 #: ops that change neither a value nor which value it is (only its shape or type)
-PASS_THROUGH = frozenset({"Identity", "Reshape", "Squeeze", "Unsqueeze", "Cast", "CastLike",
-                          "Flatten", "Expand"})  # fmt: skip
+PASS_THROUGH = frozenset(
+    {"Identity", "Reshape", "Squeeze", "Unsqueeze", "Cast", "CastLike", "Flatten", "Expand"}
+)
 #: ops a threshold may pass through on its way to the comparison: shape-only ops, reductions of a
 #: one-value tensor, and a constant-index Gather (data input first in each)
 FOLLOW_OPS = PASS_THROUGH | {"ReduceMax", "ReduceMin", "ReduceMean", "Gather", "Slice"}
 #: the ops whose count tells the deep branch from the early exit
-COMPUTE_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul", "LSTM", "GRU", "RNN",
-                         "QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger"})  # fmt: skip
+COMPUTE_OPS = frozenset(
+    {
+        "Conv",
+        "ConvTranspose",
+        "Gemm",
+        "MatMul",
+        "LSTM",
+        "GRU",
+        "RNN",
+        "QLinearConv",
+        "QLinearMatMul",
+        "ConvInteger",
+        "MatMulInteger",
+    }
+)
 
 M = TypeVar("M", onnx.ModelProto, onnx.GraphProto, onnx.NodeProto, onnx.ValueInfoProto)
 

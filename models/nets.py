@@ -7,6 +7,8 @@ head's max softmax is strictly greater than ``threshold`` it returns early (exit
 the deep branch (exit flag 1). ``PlainNet`` is the no-exit twin (trunk + deep, same weights).
 ``TracedExitNet`` is the negative control: the forum user's ``if x.item() > t`` that tracing freezes.
 
+The architectures (``resnet8``, ``resnet56``, ``alexnet``) are factories ``f(num_classes) ->
+Backbone`` that a zoo ``ModelSpec`` names; a new model's factory may live here or in its own module.
 Importing this module imports torch: only the zoo's export and training paths do.
 """
 
@@ -16,7 +18,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["Backbone", "EarlyExitNet", "PlainNet", "TracedExitNet", "build_backbone"]
+__all__ = [
+    "Backbone",
+    "EarlyExitNet",
+    "PlainNet",
+    "TracedExitNet",
+    "alexnet",
+    "resnet8",
+    "resnet56",
+]
 
 
 def _conv_bn(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
@@ -76,7 +86,7 @@ def _resnet(n: int, num_classes: int) -> Backbone:
     return Backbone(trunk, exit_head, deep)
 
 
-def _alexnet(num_classes: int) -> Backbone:
+def alexnet(num_classes: int = 10) -> Backbone:
     # The CIFAR AlexNet (5 conv + 3 FC), narrowed so that it trains on a CPU in minutes.
     trunk = nn.Sequential(
         nn.Conv2d(3, 32, 5, 1, 2),
@@ -111,14 +121,12 @@ def _alexnet(num_classes: int) -> Backbone:
     return Backbone(trunk, exit_head, deep)
 
 
-def build_backbone(arch: str, num_classes: int = 10) -> Backbone:
-    if arch == "resnet8":
-        return _resnet(1, num_classes)
-    if arch == "resnet56":
-        return _resnet(9, num_classes)
-    if arch == "alexnet":
-        return _alexnet(num_classes)
-    raise ValueError(f"unknown architecture {arch!r}: expected resnet8, resnet56 or alexnet")
+def resnet8(num_classes: int = 10) -> Backbone:
+    return _resnet(1, num_classes)
+
+
+def resnet56(num_classes: int = 10) -> Backbone:
+    return _resnet(9, num_classes)
 
 
 class EarlyExitNet(nn.Module):

@@ -52,12 +52,13 @@ import onnx
 from onnx import helper
 
 from . import graph as G
-from ._io import sha256_file
+from ._io import dist_version, sha256_file
 from .artifacts import ArtifactCache
-from .audit import COMPUTE_OPS, branch_inputs
+from .audit import COMPUTE_OPS, ELEM_TYPES, branch_inputs
 from .calibration import DataError, calibration_hash, validate_images
 
 __all__ = [
+    "PRECISIONS",
     "QDQ_EXTRA_OPTIONS",
     "RECIPE_VERSION",
     "Fp16Settings",
@@ -70,6 +71,8 @@ __all__ = [
     "to_fp16",
     "to_int8_qdq",
 ]
+
+PRECISIONS = tuple(ELEM_TYPES)  # ("fp32", "fp16", "int8"): the precisions exitgate tests
 
 log = logging.getLogger("exitgate.precision")
 
@@ -89,10 +92,35 @@ QDQ_EXTRA_OPTIONS: dict[str, Any] = {
 
 # Ops that may sit between the exit head's probabilities and the If condition (kept in fp32).
 _DECISION_OPS = {
-    "ReduceMax", "ReduceMin", "ReduceSum", "Greater", "GreaterOrEqual", "Less", "LessOrEqual",
-    "Equal", "Not", "And", "Or", "Xor", "Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identity",
-    "Cast", "Softmax", "Sub", "Mul", "Div", "Neg", "Abs", "Log", "Exp", "Max", "Min",
-}  # fmt: skip
+    "ReduceMax",
+    "ReduceMin",
+    "ReduceSum",
+    "Greater",
+    "GreaterOrEqual",
+    "Less",
+    "LessOrEqual",
+    "Equal",
+    "Not",
+    "And",
+    "Or",
+    "Xor",
+    "Reshape",
+    "Squeeze",
+    "Unsqueeze",
+    "Flatten",
+    "Identity",
+    "Cast",
+    "Softmax",
+    "Sub",
+    "Mul",
+    "Div",
+    "Neg",
+    "Abs",
+    "Log",
+    "Exp",
+    "Max",
+    "Min",
+}
 _CLAMP_WARNING = "will be truncated to"  # onnxconverter_common: a value outside fp16's range
 
 
@@ -123,15 +151,19 @@ class Int8Settings:
             )
 
     def key(self) -> dict[str, Any]:
-        return {**asdict(self), "op_types": list(self.op_types), "extra": QDQ_EXTRA_OPTIONS,
-                "outputs_quantized": False, "per_channel": True, "format": "QDQ",
-                "types": "QInt8/QInt8"}  # fmt: skip
+        return {
+            **asdict(self),
+            "op_types": list(self.op_types),
+            "extra": QDQ_EXTRA_OPTIONS,
+            "outputs_quantized": False,
+            "per_channel": True,
+            "format": "QDQ",
+            "types": "QInt8/QInt8",
+        }
 
 
 def converter_versions() -> dict[str, str]:
     """Versions of the tools whose output the artifacts are (part of their cache keys)."""
-    from ._io import dist_version
-
     dists = ("onnx", "onnxruntime", "onnxconverter-common", "numpy")
     return {d: dist_version(d) or "absent" for d in dists}
 
@@ -435,9 +467,10 @@ def _assemble(
         mine = G.defined_names(sub, nested=True)
         mapping = {n: _fresh(n, attr.name, taken | mine) for n in sorted(mine & taken)}
         node_map = {
-            n: _fresh(n, attr.name, taken_nodes) for n in sorted(G.node_names(sub) & taken_nodes)
+            n: _fresh(n, attr.name, taken_nodes)
+            for n in sorted(G.node_names(sub) & taken_nodes)
             if n
-        }  # fmt: skip
+        }
         G.rename(sub, mapping, node_map)
         taken |= G.defined_names(sub, nested=True)
         taken_nodes |= G.node_names(sub)

@@ -25,15 +25,16 @@ from onnx import helper
 from . import graph as G
 from .structure import (
     EXITS_OUTPUT,
-    LAYOUTS,
     SCORE_OUTPUT,
     ExitAnalysis,
     Problem,
+    analyze,
+    drivable,
     exits,
     reference_model,
 )
 
-__all__ = ["EXIT_PATHS", "ExitPath", "feed", "ort_errors", "probe", "session"]
+__all__ = ["EXIT_PATHS", "ExitPath", "Settled", "feed", "ort_errors", "probe", "session", "settle"]
 
 EXIT_PATHS = ("exit_always", "exit_never", "exit_default")
 
@@ -50,13 +51,59 @@ class ExitPath:
     branch: str | None  # the branch forced: "exit" | "deep" | None (the model decides)
 
 
+@dataclass(frozen=True)
+class Settled:
+    """A model as the suite runs it: the drivable rewrite, its analysis settled by running it
+    (check ``analysis.ok``), and how each exit path is driven (empty unless ``ok``)."""
+
+    model: onnx.ModelProto
+    analysis: ExitAnalysis
+    paths: dict[str, ExitPath]
+
+
+def settle(
+    model: onnx.ModelProto,
+    a: ExitAnalysis,
+    images: Sequence[np.ndarray],
+    default_threshold: float,
+    batch: int = 1,
+) -> Settled:
+    """The one preparation sequence: ``model`` (analysed as ``a``, with the user's options) made
+    drivable (:func:`models.structure.drivable`), analysed again, and probed on ``images``.
+
+    ``images`` are NCHW (one image ``(C,H,W)`` or one batch ``(N,C,H,W)`` per run); they are
+    transposed here for an NHWC model. ``a`` must be sound (``ok``, nothing undetermined). What
+    onnxruntime raises for a model it cannot run (:func:`ort_errors`) is left to the caller.
+    """
+    if not a.ok or a.undetermined:
+        raise ValueError(f"{a.source}: settle needs a sound analysis:\n{a.explain()}")
+    runnable = drivable(model, a, batch=batch)
+    # the options the user forced are what the static analysis recorded (layout, flag output)
+    again = analyze(
+        runnable, a.source, layout=a.layout, input_layout=a.image_layout, flag_output=a.flag_output
+    )
+    if not again.ok or again.undetermined:  # pragma: no cover - the rewrite keeps what was found
+        return Settled(runnable, again, {})
+    if again.image_layout == "NHWC":
+        images = [np.ascontiguousarray(np.moveaxis(x, -3, -1)) for x in images]
+    settled, paths = probe(runnable, again, images, default_threshold)
+    return Settled(runnable, settled, paths)
+
+
 def ort_errors() -> tuple[type[Exception], ...]:
     """What onnxruntime raises for a model it cannot load or run (its own classes derive from
     Exception directly), to be turned into one message naming the model."""
     from onnxruntime.capi import onnxruntime_pybind11_state as st
 
-    names = ("Fail", "InvalidArgument", "InvalidGraph", "InvalidProtobuf", "NoSuchFile",
-             "NotImplemented", "RuntimeException")  # fmt: skip
+    names = (
+        "Fail",
+        "InvalidArgument",
+        "InvalidGraph",
+        "InvalidProtobuf",
+        "NoSuchFile",
+        "NotImplemented",
+        "RuntimeException",
+    )
     return tuple(getattr(st, n) for n in names if hasattr(st, n))
 
 
@@ -110,19 +157,23 @@ def probe(
     for force in (None, "exit", "deep"):
         s = session(reference_model(model, a, force))
         cols = [o.name for o in s.get_outputs()]
-        rows = [dict(zip(cols, s.run(None, feed(model, a, x, default_threshold)), strict=True))
-                for x in images]  # fmt: skip
+        rows = [
+            dict(zip(cols, s.run(None, feed(model, a, x, default_threshold)), strict=True))
+            for x in images
+        ]
         runs[force] = rows
     ex, dp = runs["exit"], runs["deep"]
     for o in names:
         se, sd = np.shape(ex[0][o]), np.shape(dp[0][o])
         if se != sd:
-            a.problems.append(Problem(
-                "branch_shape_mismatch",
-                f"If node {a.if_node!r} output {o!r}: the branches yield shapes {list(se)} (exit) "
-                f"and {list(sd)} (deep) when run; they must be identical (different shapes make "
-                "output shapes data-dependent, which TensorRT cannot capture in a CUDA graph)",
-            ))  # fmt: skip
+            a.problems.append(
+                Problem(
+                    "branch_shape_mismatch",
+                    f"If node {a.if_node!r} output {o!r}: the branches yield shapes {list(se)} (exit) "
+                    f"and {list(sd)} (deep) when run; they must be identical (different shapes make "
+                    "output shapes data-dependent, which TensorRT cannot capture in a CUDA graph)",
+                )
+            )
     if a.problems:
         return a, {}
     _settle_flag(a, names, ex, dp)
@@ -134,12 +185,14 @@ def probe(
     read = exits(score, a.exit_when, default_threshold)
     clear = np.abs(score - default_threshold) > 1e-6
     if np.any(clear & (own != read)):
-        a.problems.append(Problem(
-            "comparison_misread",
-            f"If node {a.if_node!r}: the model exits where `{a.describe()}` says it does not "
-            f"(scores {score.round(4).tolist()}, model exits {own.tolist()}): exitgate misread the "
-            "comparison; please report this model",
-        ))  # fmt: skip
+        a.problems.append(
+            Problem(
+                "comparison_misread",
+                f"If node {a.if_node!r}: the model exits where `{a.describe()}` says it does not "
+                f"(scores {score.round(4).tolist()}, model exits {own.tolist()}): exitgate misread the "
+                "comparison; please report this model",
+            )
+        )
         return a, {}
     paths = _forcing_paths(model, a, images, default_threshold)
     return a, paths
@@ -155,43 +208,55 @@ def _settle_flag(a: ExitAnalysis, names: list[str], ex: list[dict], dp: list[dic
         return True
 
     sizes = {o: int(np.asarray(ex[0][o]).size) for o in names}
-    separate = [o for o in names if sizes[o] == 1 and const(ex, o, 0.0, False)
-                and const(dp, o, 1.0, False)]  # fmt: skip
-    concat = [o for o in names if sizes[o] > 2 and const(ex, o, 0.0, True)
-              and const(dp, o, 1.0, True)]  # fmt: skip
-    if len(names) >= 2 and separate:
-        found, flag = "separate", separate[0]
-    elif concat:
-        found, flag = "concat", concat[0]
-    else:
-        found, flag = "none", None
-    forced, forced_flag = a.layout, a.flag_output
-    if forced_flag is not None and forced_flag not in (*separate, *concat):
-        a.problems.append(Problem(
-            "flag_output_mismatch",
-            f"flag_output={forced_flag!r}: forcing the branches does not make that output 0 (exit) "
-            "and 1 (deep); "
-            + (f"the flag is {flag!r} ({found} layout)" if flag else "the model has no such flag"),
-        ))  # fmt: skip
-        return
-    if forced is not None and forced != found and not (forced_flag and forced != "none"):
-        if forced not in LAYOUTS:  # pragma: no cover - validated when parsed
-            raise ValueError(f"flag layout {forced!r}")
-        ok = (forced == "separate" and separate and len(names) >= 2) or (
-            forced == "concat" and concat) or forced == "none"  # fmt: skip
-        if not ok:
-            a.problems.append(Problem(
-                "layout_mismatch",
-                f"--flag-layout={forced} does not match the model: forcing the branches shows "
-                f"the {found} layout" + (f" (flag {flag!r})" if flag else " (no flag output)"),
-            ))  # fmt: skip
+    # the outputs that are the flag when the branches are forced, by layout (best first; the
+    # layout "none", which reads the path by matching outputs, is always possible)
+    flags: dict[str, list[str | None]] = {
+        "separate": [
+            o
+            for o in names
+            if len(names) >= 2
+            and sizes[o] == 1
+            and const(ex, o, 0.0, False)
+            and const(dp, o, 1.0, False)
+        ],
+        "concat": [
+            o for o in names if sizes[o] > 2 and const(ex, o, 0.0, True) and const(dp, o, 1.0, True)
+        ],
+        "none": [None],
+    }
+    found = next(k for k, v in flags.items() if v)
+    flag = flags[found][0]
+    # what the user forced is checked against that: a named flag must be one (and fixes the
+    # layout); a named layout must be "none" (the flag ignored) or one the model has
+    layouts = {k for k, v in flags.items() if v}
+    if a.flag_output is not None:
+        named = [k for k, v in flags.items() if a.flag_output in v]
+        if not named:
+            a.problems.append(
+                Problem(
+                    "flag_output_mismatch",
+                    f"flag_output={a.flag_output!r}: forcing the branches does not make that output 0 "
+                    "(exit) and 1 (deep); "
+                    + (
+                        f"the flag is {flag!r} ({found} layout)"
+                        if flag
+                        else "the model has no flag"
+                    ),
+                )
+            )
             return
-        found = forced
-        flag = {"separate": separate[0] if separate else None,
-                "concat": concat[0] if concat else None, "none": None}[forced]  # fmt: skip
-    if forced_flag is not None:
-        flag = forced_flag
-        found = "separate" if forced_flag in separate and len(names) >= 2 else "concat"
+        found, flag, layouts = named[0], a.flag_output, {named[0]}
+    if a.layout is not None and a.layout != found:
+        if a.layout not in layouts:
+            a.problems.append(
+                Problem(
+                    "layout_mismatch",
+                    f"--flag-layout={a.layout} does not match the model: forcing the branches shows "
+                    f"the {found} layout" + (f" (flag {flag!r})" if flag else " (no flag output)"),
+                )
+            )
+            return
+        found, flag = a.layout, flags[a.layout][0]
     a.layout, a.flag_output = found, flag
     probs = flag if found == "concat" else next((o for o in names if o != flag), None)
     a.probs_output = probs
@@ -205,8 +270,12 @@ def _forcing_paths(
     s = session(reference_model(model, a))
 
     def decisions(t: float) -> np.ndarray:
-        return np.array([bool(np.asarray(s.run([EXITS_OUTPUT], feed(model, a, x, t))[0])
-                              .reshape(-1)[0]) for x in images])  # fmt: skip
+        return np.array(
+            [
+                bool(np.asarray(s.run([EXITS_OUTPUT], feed(model, a, x, t))[0]).reshape(-1)[0])
+                for x in images
+            ]
+        )
 
     assert a.exit_when is not None
     for t_exit, t_deep in _forcing(a.exit_when):
@@ -216,10 +285,12 @@ def _forcing_paths(
                 "exit_never": ExitPath("exit_never", t_deep, 1.0, "deep"),
                 "exit_default": ExitPath("exit_default", default, None, None),
             }
-    a.problems.append(Problem(
-        "not_driven",
-        f"the exit is not driven by threshold input {a.threshold_input!r}: at thresholds "
-        f"{_forcing(a.exit_when)[0]} (which must force the exit and the deep branch for "
-        f"`{a.describe()}`) the model's condition still decides otherwise",
-    ))  # fmt: skip
+    a.problems.append(
+        Problem(
+            "not_driven",
+            f"the exit is not driven by threshold input {a.threshold_input!r}: at thresholds "
+            f"{_forcing(a.exit_when)[0]} (which must force the exit and the deep branch for "
+            f"`{a.describe()}`) the model's condition still decides otherwise",
+        )
+    )
     return {}

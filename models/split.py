@@ -98,20 +98,31 @@ def split_at_if(model: onnx.ModelProto, analysis: ExitAnalysis) -> SplitModels:
     inlined = list(exit_copy.node)
     for i, (src, dst) in enumerate(zip(exit_copy.output, if_outs, strict=True)):
         if dst:
-            inlined.append(helper.make_node("Identity", [src.name], [dst],
-                                            name=f"exitgate_exit_out_{i}"))  # fmt: skip
+            inlined.append(
+                helper.make_node("Identity", [src.name], [dst], name=f"exitgate_exit_out_{i}")
+            )
     cond = node.input[0]
     decision: list[onnx.NodeProto] = []
     if a.exit_branch == "then_branch":  # cond true = exit: go deep = not cond
-        decision.append(helper.make_node("Not", [cond], ["exitgate_not_cond"],
-                                         name="exitgate_not_cond"))  # fmt: skip
+        decision.append(
+            helper.make_node("Not", [cond], ["exitgate_not_cond"], name="exitgate_not_cond")
+        )
         cond = "exitgate_not_cond"
     decision += [
-        helper.make_node("Cast", [cond], ["exitgate_go_deep_f"], to=onnx.TensorProto.FLOAT,
-                         name="exitgate_go_deep_cast"),
-        helper.make_node("Reshape", ["exitgate_go_deep_f", "exitgate_shape_1"], [GO_DEEP],
-                         name="exitgate_go_deep_reshape"),
-    ]  # fmt: skip
+        helper.make_node(
+            "Cast",
+            [cond],
+            ["exitgate_go_deep_f"],
+            to=onnx.TensorProto.FLOAT,
+            name="exitgate_go_deep_cast",
+        ),
+        helper.make_node(
+            "Reshape",
+            ["exitgate_go_deep_f", "exitgate_shape_1"],
+            [GO_DEEP],
+            name="exitgate_go_deep_reshape",
+        ),
+    ]
 
     # ---- deep: the deep branch, standalone ----
     deep_copy = onnx.GraphProto()
@@ -119,8 +130,9 @@ def split_at_if(model: onnx.ModelProto, analysis: ExitAnalysis) -> SplitModels:
     deep_nodes = list(deep_copy.node)
     for i, (src, dst) in enumerate(zip(deep_copy.output, if_outs, strict=True)):
         if dst:
-            deep_nodes.append(helper.make_node("Identity", [src.name], [dst],
-                                               name=f"exitgate_deep_out_{i}"))  # fmt: skip
+            deep_nodes.append(
+                helper.make_node("Identity", [src.name], [dst], name=f"exitgate_deep_out_{i}")
+            )
     deep_nodes += [G.copy(n) for n in tail]
     probe = helper.make_graph(deep_nodes, "probe", [], [])
     for o in outputs:
@@ -143,29 +155,40 @@ def split_at_if(model: onnx.ModelProto, analysis: ExitAnalysis) -> SplitModels:
         elif name in prod:
             boundary.append(name)
         else:
-            raise SplitError(f"{a.source}: the deep branch reads {name!r}, which is defined "
-                             "neither in the main graph nor as one of its inputs")  # fmt: skip
+            raise SplitError(
+                f"{a.source}: the deep branch reads {name!r}, which is defined "
+                "neither in the main graph nor as one of its inputs"
+            )
     boundary_vis = [_typed(vis, n, a.source) for n in boundary]
     deep_inputs = [*boundary_vis, *[i for i in graph_inputs if i.name in passthrough]]
     deep_graph = helper.make_graph(
-        [*const_nodes, *deep_nodes], f"{g.name or 'model'}_deep", deep_inputs,
-        [G.copy(o) for o in g.output], deep_inits,
-    )  # fmt: skip
+        [*const_nodes, *deep_nodes],
+        f"{g.name or 'model'}_deep",
+        deep_inputs,
+        [G.copy(o) for o in g.output],
+        deep_inits,
+    )
     deep = _model_like(model, deep_graph, opsets)
 
     trunk_nodes = [*main_nodes, *inlined, *[G.copy(n) for n in tail], *decision]
     trunk_inits = [*g.initializer, *exit_copy.initializer]
     trunk_inits.append(onnx.numpy_helper.from_array(np.array([1], np.int64), "exitgate_shape_1"))
     used = {i for n in trunk_nodes for i in n.input} | {
-        i for n in trunk_nodes for x in n.attribute if x.type == onnx.AttributeProto.GRAPH
+        i
+        for n in trunk_nodes
+        for x in n.attribute
+        if x.type == onnx.AttributeProto.GRAPH
         for i in G.free_names(x.g)
-    }  # fmt: skip
+    }
     trunk_outputs = [G.copy(o) for o in g.output] + boundary_vis
     trunk_outputs.append(helper.make_tensor_value_info(GO_DEEP, onnx.TensorProto.FLOAT, [1]))
     trunk_graph = helper.make_graph(
-        trunk_nodes, f"{g.name or 'model'}_trunk", [G.copy(i) for i in graph_inputs],
-        trunk_outputs, [t for t in trunk_inits if t.name in used],
-    )  # fmt: skip
+        trunk_nodes,
+        f"{g.name or 'model'}_trunk",
+        [G.copy(i) for i in graph_inputs],
+        trunk_outputs,
+        [t for t in trunk_inits if t.name in used],
+    )
     trunk = _model_like(model, trunk_graph, opsets)
     for m in (trunk, deep):
         try:
@@ -178,8 +201,10 @@ def split_at_if(model: onnx.ModelProto, analysis: ExitAnalysis) -> SplitModels:
 def _typed(vis: dict[str, onnx.ValueInfoProto], name: str, source: str) -> onnx.ValueInfoProto:
     vi = vis.get(name)
     if vi is None or not vi.type.tensor_type.elem_type:
-        raise SplitError(f"{source}: no type for tensor {name!r} (shape inference failed); "
-                         "run onnx.shape_inference on the model and save it with value_info")  # fmt: skip
+        raise SplitError(
+            f"{source}: no type for tensor {name!r} (shape inference failed); "
+            "run onnx.shape_inference on the model and save it with value_info"
+        )
     return G.copy(vi)
 
 

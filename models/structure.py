@@ -32,6 +32,8 @@ from . import graph as G
 
 __all__ = [
     "EXITS_OUTPUT",
+    "IMAGE_LAYOUTS",
+    "LAYOUTS",
     "SCORE_OUTPUT",
     "THRESHOLD_INPUT",
     "ExitAnalysis",
@@ -54,7 +56,8 @@ _COMPLEMENT = {">": "<=", "<=": ">", ">=": "<", "<": ">="}  # not (a OP b)  ==  
 _CONFIDENCE_LIKE = ("max_softmax", "max_logit", "margin")  # exit when high; entropy: when low
 MIN_OPSET, MAX_OPSET = 11, 21  # If with scalar conditions from 11; onnxruntime knows up to 21+
 MAX_IMAGE_BYTES = 1 << 30  # a declared float input larger than this cannot be a test image
-LAYOUTS = ("concat", "separate", "none")
+LAYOUTS = ("concat", "separate", "none")  # how a model returns its exit flag
+IMAGE_LAYOUTS = ("NCHW", "NHWC")
 
 HOW_TO_EXPORT = (
     "Export the exit as real control flow: in PyTorch use torch.cond(pred, exit_fn, deep_fn, "
@@ -67,8 +70,9 @@ HOW_TO_EXPORT = (
 def exits(score: np.ndarray, exit_when: str, threshold: float) -> np.ndarray:
     """Where a model with this ``exit_when`` leaves early: ``score exit_when threshold``."""
     s = np.asarray(score)
-    return {">": s > threshold, ">=": s >= threshold, "<": s < threshold,
-            "<=": s <= threshold}[exit_when]  # fmt: skip
+    return {">": s > threshold, ">=": s >= threshold, "<": s < threshold, "<=": s <= threshold}[
+        exit_when
+    ]
 
 
 class ModelFileError(ValueError):
@@ -171,23 +175,24 @@ def analyze(
     *,
     layout: str | None = None,
     input_layout: str | None = None,
-    threshold: float | None = None,
     flag_output: str | None = None,
 ) -> ExitAnalysis:
     """Analyse ``model``; options given by the user override what discovery finds.
 
-    ``threshold`` (the deployment threshold the user gave) does not change what is read from the
-    file: a baked constant stays ``threshold_constant``; the suite runs at the user's value.
+    The deployment threshold the user gives is no option here: it does not change what is read
+    from the file (a baked constant stays ``threshold_constant``); the suite runs at its value.
     """
     g = model.graph
     a = ExitAnalysis(source=source, opset=G.opset(model))
     a.outputs = [o.name for o in g.output]
     if a.opset and not MIN_OPSET <= a.opset <= MAX_OPSET:
-        a.problems.append(Problem(
-            "unsupported_opset",
-            f"opset {a.opset} is not supported (supported {MIN_OPSET}-{MAX_OPSET}; TensorRT "
-            "8.6 parses up to 17): re-export with opset_version=17",
-        ))  # fmt: skip
+        a.problems.append(
+            Problem(
+                "unsupported_opset",
+                f"opset {a.opset} is not supported (supported {MIN_OPSET}-{MAX_OPSET}; TensorRT "
+                "8.6 parses up to 17): re-export with opset_version=17",
+            )
+        )
     _check_data(a, g)
     ifs = [n for n in g.node if n.op_type == "If"]
     a.if_count = len(ifs)
@@ -196,18 +201,22 @@ def analyze(
         nested = _nested_ifs(g)
         if nested:
             holder, inner = nested[0]
-            a.problems.append(Problem(
-                "nested_if",
-                f"the only If ({inner!r}) sits inside the body of {holder}: exitgate tests an "
-                "early exit in the main graph (a Loop/Scan body runs per iteration, and TensorRT "
-                "cannot import an If there as an exit). Move the exit out of the loop.",
-            ))  # fmt: skip
+            a.problems.append(
+                Problem(
+                    "nested_if",
+                    f"the only If ({inner!r}) sits inside the body of {holder}: exitgate tests an "
+                    "early exit in the main graph (a Loop/Scan body runs per iteration, and TensorRT "
+                    "cannot import an If there as an exit). Move the exit out of the loop.",
+                )
+            )
         else:
-            a.problems.append(Problem(
-                "no_if",
-                "no `If` node: the early exit was traced away (the network always runs one "
-                f"fixed path, so it never exits). {HOW_TO_EXPORT}",
-            ))  # fmt: skip
+            a.problems.append(
+                Problem(
+                    "no_if",
+                    "no `If` node: the early exit was traced away (the network always runs one "
+                    f"fixed path, so it never exits). {HOW_TO_EXPORT}",
+                )
+            )
         return a
     # The exit is the first If whose condition depends on the image; else the first If.
     threshold_guess = _threshold_candidates(g, ifs)
@@ -217,22 +226,30 @@ def analyze(
     a.if_node, a.condition = G.node_label(node), kind
     holds = [G.node_label(n) for _, b in G.subgraphs(node) for n in b.node if n.op_type == "If"]
     if kind == "constant":
-        inner = f" It holds another If ({', '.join(holds)}) in its branches: nested control " \
-                "flow around the exit is not supported." if holds else ""  # fmt: skip
-        a.problems.append(Problem(
-            "constant_condition",
-            f"If node {a.if_node!r} has a constant condition: TensorRT's ONNX parser folds it "
-            "and keeps only one branch, so the model never exits. The condition must be "
-            f"computed from the input.{inner} {HOW_TO_EXPORT}",
-        ))  # fmt: skip
+        inner = (
+            f" It holds another If ({', '.join(holds)}) in its branches: nested control "
+            "flow around the exit is not supported."
+            if holds
+            else ""
+        )
+        a.problems.append(
+            Problem(
+                "constant_condition",
+                f"If node {a.if_node!r} has a constant condition: TensorRT's ONNX parser folds it "
+                "and keeps only one branch, so the model never exits. The condition must be "
+                f"computed from the input.{inner} {HOW_TO_EXPORT}",
+            )
+        )
         return a
     if kind == "input_independent":
-        a.problems.append(Problem(
-            "input_independent_condition",
-            f"If node {a.if_node!r} has a condition that does not depend on the image input "
-            f"{a.image_input!r}: every input takes the same branch. The condition must compare "
-            "the exit head's score with the threshold.",
-        ))  # fmt: skip
+        a.problems.append(
+            Problem(
+                "input_independent_condition",
+                f"If node {a.if_node!r} has a condition that does not depend on the image input "
+                f"{a.image_input!r}: every input takes the same branch. The condition must compare "
+                "the exit head's score with the threshold.",
+            )
+        )
     if not _check_branches(a, model, node):
         return a
     _find_layout(a, g, node, layout, flag_output)
@@ -247,15 +264,24 @@ def _check_data(a: ExitAnalysis, g: onnx.GraphProto) -> None:
         n = math.prod(t.dims)
         if n == 0 or t.data_location == onnx.TensorProto.EXTERNAL:
             continue
-        fields = (t.raw_data, t.float_data, t.int32_data, t.int64_data, t.double_data,
-                  t.uint64_data, t.string_data)  # fmt: skip
+        fields = (
+            t.raw_data,
+            t.float_data,
+            t.int32_data,
+            t.int64_data,
+            t.double_data,
+            t.uint64_data,
+            t.string_data,
+        )
         if not any(len(f) for f in fields):
-            a.problems.append(Problem(
-                "missing_data",
-                f"initializer {t.name!r} (shape {list(t.dims)}) has no data: the file was "
-                "saved without it (external data not written?). Re-export or re-save the model "
-                "with its weights (onnx.save(model, path, save_as_external_data=False)).",
-            ))  # fmt: skip
+            a.problems.append(
+                Problem(
+                    "missing_data",
+                    f"initializer {t.name!r} (shape {list(t.dims)}) has no data: the file was "
+                    "saved without it (external data not written?). Re-export or re-save the model "
+                    "with its weights (onnx.save(model, path, save_as_external_data=False)).",
+                )
+            )
             return
 
 
@@ -271,8 +297,11 @@ def _nested_ifs(g: onnx.GraphProto) -> list[tuple[str, str]]:
     found = []
     for n in g.node:
         for _, sub in G.subgraphs(n):
-            found += [(f"{n.op_type} node {G.node_label(n)!r}", G.node_label(m))
-                      for m in sub.node if m.op_type == "If"]  # fmt: skip
+            found += [
+                (f"{n.op_type} node {G.node_label(n)!r}", G.node_label(m))
+                for m in sub.node
+                if m.op_type == "If"
+            ]
             found += _nested_ifs(sub)
     return found
 
@@ -310,24 +339,28 @@ def _find_image_input(
     a.image_dtype = rank4[0].type.tensor_type.elem_type
     static = [d for d in a.image_shape[1:] if isinstance(d, int)]
     if static and math.prod(static) * 4 > MAX_IMAGE_BYTES:
-        a.problems.append(Problem(
-            "input_too_large",
-            f"input {a.image_input!r} declares shape {list(a.image_shape)}: "
-            f"{math.prod(static) * 4 / 2**30:.1f} GiB per image cannot be built or fed; export "
-            "the model for the image size it is deployed with (32x32 for the CIFAR-style zoo)",
-        ))  # fmt: skip
+        a.problems.append(
+            Problem(
+                "input_too_large",
+                f"input {a.image_input!r} declares shape {list(a.image_shape)}: "
+                f"{math.prod(static) * 4 / 2**30:.1f} GiB per image cannot be built or fed; export "
+                "the model for the image size it is deployed with (32x32 for the CIFAR-style zoo)",
+            )
+        )
     _, d1, _, d3 = a.image_shape
     if forced:
-        if forced not in ("NCHW", "NHWC"):
+        if forced not in IMAGE_LAYOUTS:
             raise ValueError(f"--input-layout: expected NCHW or NHWC, got {forced!r}")
         a.image_layout = forced
         expected_c = d1 if forced == "NCHW" else d3
         if isinstance(expected_c, int) and expected_c not in (1, 3):
-            a.problems.append(Problem(
-                "layout_mismatch",
-                f"--input-layout={forced} does not match input {a.image_input!r} of shape "
-                f"{list(a.image_shape)}: its channel dimension would be {expected_c}",
-            ))  # fmt: skip
+            a.problems.append(
+                Problem(
+                    "layout_mismatch",
+                    f"--input-layout={forced} does not match input {a.image_input!r} of shape "
+                    f"{list(a.image_shape)}: its channel dimension would be {expected_c}",
+                )
+            )
         return
     c1, c3 = d1 in (1, 3), d3 in (1, 3)
     if c1 and not c3:
@@ -369,22 +402,26 @@ def _check_branches(a: ExitAnalysis, model: onnx.ModelProto, node: onnx.NodeProt
         a.problems.append(Problem("malformed_if", f"If node {a.if_node!r} lacks a branch graph"))
         return False
     if len(then_g.output) != len(else_g.output):
-        a.problems.append(Problem(
-            "branch_mismatch",
-            f"If node {a.if_node!r}: the branches return {len(then_g.output)} and "
-            f"{len(else_g.output)} outputs; both must return the same outputs",
-        ))  # fmt: skip
+        a.problems.append(
+            Problem(
+                "branch_mismatch",
+                f"If node {a.if_node!r}: the branches return {len(then_g.output)} and "
+                f"{len(else_g.output)} outputs; both must return the same outputs",
+            )
+        )
         return False
     for i, (t, e) in enumerate(zip(then_g.output, else_g.output, strict=True)):
         tt, te = t.type.tensor_type.elem_type, e.type.tensor_type.elem_type
         if tt and te and tt != te:
             names = [helper.tensor_dtype_to_np_dtype(x).name for x in (tt, te)]
-            a.problems.append(Problem(
-                "branch_dtype_mismatch",
-                f"If node {a.if_node!r} output {i}: the then branch returns {names[0]} and the "
-                f"else branch {names[1]} ({t.name!r} vs {e.name!r}); both must return the same "
-                "type (TensorRT and onnxruntime refuse the model)",
-            ))  # fmt: skip
+            a.problems.append(
+                Problem(
+                    "branch_dtype_mismatch",
+                    f"If node {a.if_node!r} output {i}: the then branch returns {names[0]} and the "
+                    f"else branch {names[1]} ({t.name!r} vs {e.name!r}); both must return the same "
+                    "type (TensorRT and onnxruntime refuse the model)",
+                )
+            )
         # symbolic dims (a dynamic batch: unk__247 vs unk__248, s0, batch) are not a mismatch:
         # only two different static sizes are; the probe compares the shapes the branches
         # really produce
@@ -396,12 +433,14 @@ def _check_branches(a: ExitAnalysis, model: onnx.ModelProto, node: onnx.NodeProt
             for x, y in zip(dt, de, strict=False)
         )
         if static_clash:
-            a.problems.append(Problem(
-                "branch_shape_mismatch",
-                f"If node {a.if_node!r} output {i}: the branches yield shapes {list(dt)} and "
-                f"{list(de)}; they must be identical (different shapes make output shapes "
-                "data-dependent, which TensorRT cannot capture in a CUDA graph)",
-            ))  # fmt: skip
+            a.problems.append(
+                Problem(
+                    "branch_shape_mismatch",
+                    f"If node {a.if_node!r} output {i}: the branches yield shapes {list(dt)} and "
+                    f"{list(de)}; they must be identical (different shapes make output shapes "
+                    "data-dependent, which TensorRT cannot capture in a CUDA graph)",
+                )
+            )
     return True
 
 
@@ -445,13 +484,15 @@ def _find_threshold(a: ExitAnalysis, g: onnx.GraphProto, node: onnx.NodeProto) -
     cmp = prod.get(name)
     if cmp is None or cmp.op_type not in _COMPARE:
         found = f"{cmp.op_type} node {G.node_label(cmp)!r}" if cmp else f"tensor {name!r}"
-        a.problems.append(Problem(
-            "no_threshold_comparison",
-            f"the condition of If node {a.if_node!r} comes from {found}, not from a comparison "
-            "of the exit score with a threshold (Greater/Less/GreaterOrEqual/LessOrEqual, "
-            "optionally negated): exitgate drives the exit through that threshold. Compute the "
-            "condition as `score > threshold` (or <, >=, <=).",
-        ))  # fmt: skip
+        a.problems.append(
+            Problem(
+                "no_threshold_comparison",
+                f"the condition of If node {a.if_node!r} comes from {found}, not from a comparison "
+                "of the exit score with a threshold (Greater/Less/GreaterOrEqual/LessOrEqual, "
+                "optionally negated): exitgate drives the exit through that threshold. Compute the "
+                "condition as `score > threshold` (or <, >=, <=).",
+            )
+        )
         return
     graph_inputs = {i.name for i in g.input}
     sides = []  # (rank, kind, base, value, score side, op as `score OP threshold`, via)
@@ -459,8 +500,9 @@ def _find_threshold(a: ExitAnalysis, g: onnx.GraphProto, node: onnx.NodeProto) -
         op = _COMPARE[cmp.op_type] if k == 0 else _MIRROR[_COMPARE[cmp.op_type]]
         base, chain = G.follow(g, side, G.FOLLOW_OPS)
         via = [n.op_type for n in chain]
-        value = G.const_value(g, base) if base not in prod or prod[base].op_type == "Constant" \
-            else None  # fmt: skip
+        value = (
+            G.const_value(g, base) if base not in prod or prod[base].op_type == "Constant" else None
+        )
         if base in graph_inputs and base != a.image_input and base not in prod:
             sides.append((0, "input", base, None, other, op, via))
         elif value is not None and value.size >= 1 and np.all(value == value.reshape(-1)[0]):
@@ -481,12 +523,14 @@ def _find_threshold(a: ExitAnalysis, g: onnx.GraphProto, node: onnx.NodeProto) -
             cond_true_exits = (op in (">", ">=")) == high
             a.exit_branch = "then_branch" if cond_true_exits != negate else "else_branch"
         else:
-            a.problems.append(Problem(
-                "exit_branch_unknown",
-                f"If node {a.if_node!r}: both branches run the same compute and the score "
-                f"({a.criterion}) does not say which one is the early exit; the exit branch "
-                "must skip work the deep branch does",
-            ))  # fmt: skip
+            a.problems.append(
+                Problem(
+                    "exit_branch_unknown",
+                    f"If node {a.if_node!r}: both branches run the same compute and the score "
+                    f"({a.criterion}) does not say which one is the early exit; the exit branch "
+                    "must skip work the deep branch does",
+                )
+            )
             return
     # exit  <=>  (cond is true) == (exit is the then branch);  cond = (score op t) xor negate
     exit_on_true = (a.exit_branch == "then_branch") != negate
@@ -508,20 +552,24 @@ def _find_layout(
             from_if.append(o.name)
     not_from_if = [o for o in a.outputs if o not in from_if]
     if not_from_if:
-        a.problems.append(Problem(
-            "flag_outside_if",
-            f"output(s) {', '.join(not_from_if)} are not produced by If node {a.if_node!r}: "
-            "the exit flag and outputs must be produced inside the branches",
-        ))  # fmt: skip
+        a.problems.append(
+            Problem(
+                "flag_outside_if",
+                f"output(s) {', '.join(not_from_if)} are not produced by If node {a.if_node!r}: "
+                "the exit flag and outputs must be produced inside the branches",
+            )
+        )
         return
     if forced is not None and forced not in LAYOUTS:
         raise ValueError(f"--flag-layout: expected one of {', '.join(LAYOUTS)}, got {forced!r}")
     if flag_output is not None and flag_output not in a.outputs:
-        a.problems.append(Problem(
-            "flag_output_mismatch",
-            f"flag_output={flag_output!r} is not an output of the model (outputs: "
-            f"{', '.join(a.outputs)})",
-        ))  # fmt: skip
+        a.problems.append(
+            Problem(
+                "flag_output_mismatch",
+                f"flag_output={flag_output!r} is not an output of the model (outputs: "
+                f"{', '.join(a.outputs)})",
+            )
+        )
         return
     a.layout, a.flag_output = forced, flag_output
     out_dims = {o.name: G.dims(o) for o in g.output}
@@ -576,8 +624,9 @@ def with_threshold_input(model: onnx.ModelProto, a: ExitAnalysis) -> onnx.ModelP
     prod = G.producers(g)
     for side in (cmp.input[1], cmp.input[0]):
         base, chain = G.follow(g, side, G.FOLLOW_OPS)
-        value = G.const_value(g, base) if base not in prod or prod[base].op_type == "Constant" \
-            else None  # fmt: skip
+        value = (
+            G.const_value(g, base) if base not in prod or prod[base].op_type == "Constant" else None
+        )
         if value is not None and value.size >= 1 and np.all(value == value.reshape(-1)[0]):
             break
     else:  # pragma: no cover - analyze found the constant on one side
@@ -592,8 +641,11 @@ def with_threshold_input(model: onnx.ModelProto, a: ExitAnalysis) -> onnx.ModelP
     ]
     if value.dtype != np.float32:
         to = helper.np_dtype_to_tensor_dtype(value.dtype)
-        nodes.append(helper.make_node("Cast", [new], ["exitgate_threshold_cast"], to=to,
-                                      name="exitgate_threshold_cast"))  # fmt: skip
+        nodes.append(
+            helper.make_node(
+                "Cast", [new], ["exitgate_threshold_cast"], to=to, name="exitgate_threshold_cast"
+            )
+        )
         new = "exitgate_threshold_cast"
     reader.input[:] = [new if i == base else i for i in reader.input]
     pos = list(g.node).index(reader)
@@ -639,12 +691,23 @@ def reference_model(
     node = _exit_if(g, a)
     cond = node.input[0]
     if SCORE_OUTPUT not in a.outputs:
-        g.node.extend([
-            helper.make_node("Cast", [a.score_tensor], [SCORE_OUTPUT], to=onnx.TensorProto.FLOAT,
-                             name="exitgate_score_out"),
-            helper.make_node("Identity" if a.exit_branch == "then_branch" else "Not", [cond],
-                             [EXITS_OUTPUT], name="exitgate_exits_out"),
-        ])  # fmt: skip
+        g.node.extend(
+            [
+                helper.make_node(
+                    "Cast",
+                    [a.score_tensor],
+                    [SCORE_OUTPUT],
+                    to=onnx.TensorProto.FLOAT,
+                    name="exitgate_score_out",
+                ),
+                helper.make_node(
+                    "Identity" if a.exit_branch == "then_branch" else "Not",
+                    [cond],
+                    [EXITS_OUTPUT],
+                    name="exitgate_exits_out",
+                ),
+            ]
+        )
         g.output.append(helper.make_tensor_value_info(SCORE_OUTPUT, onnx.TensorProto.FLOAT, None))
         g.output.append(helper.make_tensor_value_info(EXITS_OUTPUT, onnx.TensorProto.BOOL, None))
     if force is not None:

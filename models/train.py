@@ -6,7 +6,9 @@
 BranchyNet's joint objective: the sum of the cross-entropy of the exit head and of the deep branch.
 Weights are written (atomically) to ``models/weights/<name>.npz`` with matrices in float16 to keep
 the repository small, and ``models/weights/manifest.json`` records how each file was made and what it
-scores (accuracy per exit, exit rate at the default threshold) on the evaluation split.
+scores (accuracy per exit, exit rate at the default threshold) on the evaluation split. Each model's
+architecture and recipe (epochs, learning rate, training samples) come from its ``ModelSpec`` in
+``models/zoo.py``; recipes are chosen so each model trains in minutes on 2 CPU cores.
 """
 
 from __future__ import annotations
@@ -22,12 +24,11 @@ import numpy as np
 
 from . import dataset
 from ._io import atomic_write_bytes, atomic_write_text, file_lock, sha256_bytes
+from .zoo import ZOO
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 MANIFEST = WEIGHTS_DIR / "manifest.json"
 
-# name -> (epochs, learning rate, train samples); chosen so each trains in minutes on 2 CPU cores.
-RECIPES = {"resnet8": (6, 3e-3, 6000), "resnet56": (8, 3e-3, 4000), "alexnet": (10, 2e-3, 6000)}
 SEED = 1234
 
 
@@ -41,14 +42,19 @@ def state_to_npz(state: dict) -> bytes:
     return buf.getvalue()
 
 
-def evaluate(backbone, data: dataset.Dataset, threshold: float) -> dict:
+def branch_probs(backbone, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Softmax of the exit head and of the deep branch for a batch ``x`` (N, 3, 32, 32), eager."""
     import torch
 
     with torch.no_grad():
-        x = torch.from_numpy(data.x)
-        f = backbone.trunk(x)
+        f = backbone.trunk(torch.from_numpy(x))
         p_exit = torch.softmax(backbone.exit_head(f), 1).numpy()
         p_deep = torch.softmax(backbone.deep(f), 1).numpy()
+    return p_exit, p_deep
+
+
+def evaluate(backbone, data: dataset.Dataset, threshold: float) -> dict:
+    p_exit, p_deep = branch_probs(backbone, data.x)
     y = data.y
     exits = p_exit.max(1) > threshold
     final = np.where(exits[:, None], p_exit, p_deep).argmax(1)
@@ -71,16 +77,13 @@ def train(name: str) -> dict:
     import torch
     import torch.nn.functional as F
 
-    from .nets import build_backbone
-    from .zoo import ZOO
-
     spec = ZOO[name]
-    epochs, lr, n_train = RECIPES[name]
+    epochs, lr, n_train = spec.recipe.epochs, spec.recipe.lr, spec.recipe.train_samples
     torch.manual_seed(SEED)
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     data = dataset.train_split(n_train)
-    backbone = build_backbone(spec.arch, spec.num_classes)
+    backbone = spec.build()
     opt = torch.optim.Adam(backbone.parameters(), lr=lr)
     steps = epochs * ((n_train + 127) // 128)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
@@ -109,7 +112,7 @@ def train(name: str) -> dict:
     return {
         "file": spec.weights,
         "sha256": sha256_bytes(blob),
-        "arch": spec.arch,
+        "arch": spec.architecture,
         "dataset": dataset.DATASET_VERSION,
         "train_seed": dataset.TRAIN_SEED,
         "train_samples": n_train,
@@ -123,8 +126,6 @@ def train(name: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .zoo import ZOO
-
     ap = argparse.ArgumentParser(prog="python -m models.train", description=__doc__.split("\n")[0])
     ap.add_argument("names", nargs="*", default=list(ZOO), help="zoo models (default: all)")
     args = ap.parse_args(argv)

@@ -17,33 +17,74 @@ import shlex
 import sys
 from pathlib import Path
 
-from .compare import DEFAULTS
+from .compare import (
+    DEFAULTS,
+    CompareError,
+    compare_runs,
+    format_table,
+    load_run,
+    machine_differences,
+    write_plot,
+)
+from .summary import write_summary
 
 
 def _add_compare(sub) -> None:
     c = sub.add_parser("compare", help="compare two pytest-benchmark runs test by test")
     c.add_argument("run_a", help="pytest-benchmark JSON (or folder: its newest JSON), the baseline")
     c.add_argument("run_b", help="pytest-benchmark JSON (or folder), the candidate")
-    c.add_argument("--more-a", action="append", default=[], metavar="RUN",
-                   help="another run of the baseline, pooled with RUN_A (repeatable)")  # fmt: skip
-    c.add_argument("--more-b", action="append", default=[], metavar="RUN",
-                   help="another run of the candidate, pooled with RUN_B (repeatable)")  # fmt: skip
-    c.add_argument("--threshold", type=float, default=DEFAULTS.threshold,
-                   help="smallest change that counts as a regression or improvement "
-                        "(default %(default)s = 2%%)")  # fmt: skip
-    c.add_argument("--same-within", type=float, default=DEFAULTS.same_within,
-                   help="'same' when both bounds lie within 1 -/+ this (default %(default)s)")  # fmt: skip
-    c.add_argument("--alpha", type=float, default=DEFAULTS.alpha,
-                   help="one-sided error rate per test (default %(default)s); comparing N tests, "
-                        "alpha/N bounds the chance of any false verdict")  # fmt: skip
-    c.add_argument("--run-noise", type=float, default=DEFAULTS.run_noise,
-                   help="run-to-run level noise of one run (SD of log time, default %(default)s): "
-                        "calibrate it from A/A comparisons on your device")  # fmt: skip
-    c.add_argument("--metric", default="auto",
-                   choices=("auto", "gpu_compute_ms", "host_latency_ms"),
-                   help="auto: GPU compute time where both runs have it, else host latency")  # fmt: skip
-    c.add_argument("--escalate", action="store_true",
-                   help="exit 3 and print how to take more samples when tests are unknown")  # fmt: skip
+    c.add_argument(
+        "--more-a",
+        action="append",
+        default=[],
+        metavar="RUN",
+        help="another run of the baseline, pooled with RUN_A (repeatable)",
+    )
+    c.add_argument(
+        "--more-b",
+        action="append",
+        default=[],
+        metavar="RUN",
+        help="another run of the candidate, pooled with RUN_B (repeatable)",
+    )
+    c.add_argument(
+        "--threshold",
+        type=float,
+        default=DEFAULTS.threshold,
+        help="smallest change that counts as a regression or improvement "
+        "(default %(default)s = 2%%)",
+    )
+    c.add_argument(
+        "--same-within",
+        type=float,
+        default=DEFAULTS.same_within,
+        help="'same' when both bounds lie within 1 -/+ this (default %(default)s)",
+    )
+    c.add_argument(
+        "--alpha",
+        type=float,
+        default=DEFAULTS.alpha,
+        help="one-sided error rate per test (default %(default)s); comparing N tests, "
+        "alpha/N bounds the chance of any false verdict",
+    )
+    c.add_argument(
+        "--run-noise",
+        type=float,
+        default=DEFAULTS.run_noise,
+        help="run-to-run level noise of one run (SD of log time, default %(default)s): "
+        "calibrate it from A/A comparisons on your device",
+    )
+    c.add_argument(
+        "--metric",
+        default="auto",
+        choices=("auto", "gpu_compute_ms", "host_latency_ms"),
+        help="auto: GPU compute time where both runs have it, else host latency",
+    )
+    c.add_argument(
+        "--escalate",
+        action="store_true",
+        help="exit 3 and print how to take more samples when tests are unknown",
+    )
     c.add_argument("--plot", default="compare.png", help="PNG to write ('' for none)")
 
 
@@ -56,8 +97,6 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     if args.cmd == "summarize":
-        from .summary import write_summary
-
         src = Path(args.run_json)
         try:
             run = json.loads(src.read_text())
@@ -71,14 +110,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def compare(args: argparse.Namespace) -> int:
-    from .compare import CompareError, compare_runs, format_table, load_run, machine_differences
-
     try:
         runs_a = [load_run(p) for p in [args.run_a, *args.more_a]]
         runs_b = [load_run(p) for p in [args.run_b, *args.more_b]]
-        rows = compare_runs(runs_a, runs_b, args.threshold, alpha=args.alpha,
-                            same_within=args.same_within, run_noise=args.run_noise,
-                            metric=args.metric)  # fmt: skip
+        rows = compare_runs(
+            runs_a,
+            runs_b,
+            args.threshold,
+            alpha=args.alpha,
+            same_within=args.same_within,
+            run_noise=args.run_noise,
+            metric=args.metric,
+        )
     except CompareError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -99,12 +142,11 @@ def compare(args: argparse.Namespace) -> int:
         print("\nno test id is present in both runs: nothing to compare", file=sys.stderr)
         return 2
     if args.plot:
-        from .compare import write_plot
-
         if write_plot(rows, Path(args.plot), args.threshold):
             print(f"\nplot: {args.plot}")
-    count = {v: sum(r.verdict == v for r in rows) for v in ("regressed", "improved", "same",
-                                                               "unknown")}  # fmt: skip
+    count = {
+        v: sum(r.verdict == v for r in rows) for v in ("regressed", "improved", "same", "unknown")
+    }
     weak = sum(r.weak for r in rows)
     print(
         f"\n{len(rows)} compared: {count['regressed']} regressed, {count['improved']} improved, "
@@ -113,9 +155,11 @@ def compare(args: argparse.Namespace) -> int:
         f"{1 + args.threshold:g}; run noise {args.run_noise:.2%} per run)"
     )
     if weak:
-        print(f"{weak} test(s) compared on pytest-benchmark summaries only (runs saved without "
-              "block samples): weak, mostly unknown; re-run both versions with the current "
-              "suites/test_benchmark.py to store blocks")  # fmt: skip
+        print(
+            f"{weak} test(s) compared on pytest-benchmark summaries only (runs saved without "
+            "block samples): weak, mostly unknown; re-run both versions with the current "
+            "suites/test_benchmark.py to store blocks"
+        )
     if count["regressed"]:
         return 1
     unknown = [r for r in rows if r.verdict == "unknown"]
@@ -129,8 +173,14 @@ def escalation(unknown: list, args: argparse.Namespace) -> str:
     """How to take more samples of the unknown tests and compare again (Pinpoint-style)."""
     names = [r.test for r in unknown]
     expr = " or ".join(names)
-    per_run = max((max(r.blocks_a // max(r.runs_a, 1), r.blocks_b // max(r.runs_b, 1))
-                   for r in unknown if not r.weak), default=100)  # fmt: skip
+    per_run = max(
+        (
+            max(r.blocks_a // max(r.runs_a, 1), r.blocks_b // max(r.runs_b, 1))
+            for r in unknown
+            if not r.weak
+        ),
+        default=100,
+    )
     lines = [
         f"\n{len(unknown)} test(s) unknown: neither a change beyond the threshold nor 'same within "
         f"{args.same_within:.0%}' is established. Take more samples of both versions (the "

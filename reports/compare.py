@@ -38,8 +38,11 @@ from typing import Any
 
 import numpy as np
 
+from fixtures.run_facts import BLOCKS_KEY
+
+from .plots import pyplot, save_png
+
 __all__ = [
-    "BLOCKS_KEY",
     "DEFAULTS",
     "CompareError",
     "Row",
@@ -52,7 +55,6 @@ __all__ = [
     "median_se",
 ]
 
-BLOCKS_KEY = "exitgate_blocks"
 """``extra_info`` key of the block medians in a saved run (written by suites/test_benchmark.py)."""
 METRICS = ("gpu_compute_ms", "host_latency_ms")
 RAW_BLOCK = 5
@@ -200,8 +202,10 @@ class Side:
             raw = np.asarray(st["data"], float) * 1e3  # pytest-benchmark stores seconds
             n = raw.size // RAW_BLOCK * RAW_BLOCK
             host = np.median(raw[:n].reshape(-1, RAW_BLOCK), axis=1).tolist()
-        for metric, values in (("gpu_compute_ms", stored.get("gpu_compute_ms")),
-                               ("host_latency_ms", host)):  # fmt: skip
+        for metric, values in (
+            ("gpu_compute_ms", stored.get("gpu_compute_ms")),
+            ("host_latency_ms", host),
+        ):
             if values is not None and len(values) >= MIN_BLOCKS:
                 self.blocks.setdefault(metric, []).append(np.asarray(values, float))
 
@@ -257,8 +261,11 @@ def compare_runs(
     ``gpu_compute_ms`` or ``host_latency_ms``. ``alpha`` is per test: comparing N tests, a
     family-wise rate of alpha needs ``alpha / N`` (Bonferroni), at some cost in power.
     """
-    for name, v, lo, hi in (("--threshold", threshold, 0, 10), ("--same-within", same_within, 0, 10),
-                            ("--run-noise", run_noise, 0, 1)):  # fmt: skip
+    for name, v, lo, hi in (
+        ("--threshold", threshold, 0, 10),
+        ("--same-within", same_within, 0, 10),
+        ("--run-noise", run_noise, 0, 1),
+    ):
         if not (math.isfinite(v) and lo <= v < hi):
             raise CompareError(f"{name} must be a fraction in [{lo}, {hi}), got {v}")
     if not 0 < alpha < 0.5:
@@ -279,13 +286,33 @@ def compare_runs(
         A, B = sa[name], sb[name]
         if A.runs(m) and B.runs(m):
             xa, xb = np.concatenate(A.blocks[m]), np.concatenate(B.blocks[m])
-            res = decide(np.log(xa), np.log(xb), runs_a=A.runs(m), runs_b=B.runs(m), alpha=alpha,
-                         threshold=threshold, same_within=same_within,
-                         run_noise=run_noise)  # fmt: skip
-            rows.append(Row(name, m, "blocks", float(np.median(xa)), float(np.median(xb)),
-                            math.exp(float(res["theta"])), math.exp(float(res["low"])),
-                            math.exp(float(res["high"])), _VERDICT[int(res["verdict"])],
-                            A.runs(m), B.runs(m), xa.size, xb.size))  # fmt: skip
+            res = decide(
+                np.log(xa),
+                np.log(xb),
+                runs_a=A.runs(m),
+                runs_b=B.runs(m),
+                alpha=alpha,
+                threshold=threshold,
+                same_within=same_within,
+                run_noise=run_noise,
+            )
+            rows.append(
+                Row(
+                    name,
+                    m,
+                    "blocks",
+                    float(np.median(xa)),
+                    float(np.median(xb)),
+                    math.exp(float(res["theta"])),
+                    math.exp(float(res["low"])),
+                    math.exp(float(res["high"])),
+                    _VERDICT[int(res["verdict"])],
+                    A.runs(m),
+                    B.runs(m),
+                    xa.size,
+                    xb.size,
+                )
+            )
             continue
         # summary only (weak): pytest-benchmark's own stats are host latency of one inference
         qa, qb = _pooled_summary(A.summaries), _pooled_summary(B.summaries)
@@ -296,8 +323,21 @@ def compare_runs(
             verdict = "regressed"
         elif hi < 1 / (1 + threshold):
             verdict = "improved"
-        rows.append(Row(name, "host_latency_ms", "summary", qa["median"] * 1e3, qb["median"] * 1e3,
-                        ratio, lo, hi, verdict, len(A.summaries), len(B.summaries)))  # fmt: skip
+        rows.append(
+            Row(
+                name,
+                "host_latency_ms",
+                "summary",
+                qa["median"] * 1e3,
+                qb["median"] * 1e3,
+                ratio,
+                lo,
+                hi,
+                verdict,
+                len(A.summaries),
+                len(B.summaries),
+            )
+        )
     return rows
 
 
@@ -340,13 +380,18 @@ def format_table(rows: list[Row], only_a: list[str], only_b: list[str]) -> str:
     quartile interval for summary rows), what the comparison rests on, and the verdict."""
     w = max([len(r.test) for r in rows] + [4])
     wb = max([len(_basis(r)) for r in rows] + [5])
-    lines = [f"{'test':<{w}}  {'metric':<6}  {'A ms':>9}  {'B ms':>9}  {'B/A':>6}  {'bounds':>15}  "
-             f"{'basis':<{wb}}  verdict", "-" * (w + wb + 73)]  # fmt: skip
+    lines = [
+        f"{'test':<{w}}  {'metric':<6}  {'A ms':>9}  {'B ms':>9}  {'B/A':>6}  {'bounds':>15}  "
+        f"{'basis':<{wb}}  verdict",
+        "-" * (w + wb + 73),
+    ]
     for r in rows:
         mark = _MARK[r.verdict] + (" (weak)" if r.weak and r.verdict != "unknown" else "")
-        lines.append(f"{r.test:<{w}}  {_METRIC[r.metric]:<6}  {r.median_a_ms:9.4f}  "
-                     f"{r.median_b_ms:9.4f}  {r.ratio:6.3f}  [{r.low:5.3f}, {r.high:5.3f}]  "
-                     f"{_basis(r):<{wb}}  {mark}")  # fmt: skip
+        lines.append(
+            f"{r.test:<{w}}  {_METRIC[r.metric]:<6}  {r.median_a_ms:9.4f}  "
+            f"{r.median_b_ms:9.4f}  {r.ratio:6.3f}  [{r.low:5.3f}, {r.high:5.3f}]  "
+            f"{_basis(r):<{wb}}  {mark}"
+        )
     for name in only_a:
         lines.append(f"{name:<{w}}  only in A")
     for name in only_b:
@@ -356,8 +401,6 @@ def format_table(rows: list[Row], only_a: list[str], only_b: list[str]) -> str:
 
 def write_plot(rows: list[Row], path: Path, threshold: float) -> bool:
     """Per-test ratio bars with their bounds; False when matplotlib is missing."""
-    from .plots import pyplot, save_png
-
     plt = pyplot()
     if plt is None:
         return False
@@ -365,13 +408,22 @@ def write_plot(rows: list[Row], path: Path, threshold: float) -> bool:
     x = np.arange(len(rows))
     ratios = np.array([r.ratio for r in rows])
     err = np.array([[r.ratio - r.low for r in rows], [r.high - r.ratio for r in rows]])
-    colors = ["#c0392b" if r.verdict == "regressed" else "#27ae60" if r.verdict == "improved"
-              else "#34495e" if r.verdict == "same" else "#95a5a6" for r in rows]  # fmt: skip
+    colors = [
+        "#c0392b"
+        if r.verdict == "regressed"
+        else "#27ae60"
+        if r.verdict == "improved"
+        else "#34495e"
+        if r.verdict == "same"
+        else "#95a5a6"
+        for r in rows
+    ]
     ax.bar(x, ratios - 1, bottom=1, color=colors, yerr=np.clip(err, 0, None), capsize=2)
     ax.axhline(1, color="k", lw=0.8)
     ax.axhline(1 + threshold, color="#c0392b", ls="--", lw=0.8, label=f"+{threshold:.0%} threshold")
-    ax.set_xticks(x, [r.test.replace("test_benchmark", "") for r in rows], rotation=70, ha="right",
-                  fontsize=7)  # fmt: skip
+    ax.set_xticks(
+        x, [r.test.replace("test_benchmark", "") for r in rows], rotation=70, ha="right", fontsize=7
+    )
     ax.set_ylabel("median B / A (lower is faster)")
     ax.set_title("Per-test latency ratio, run B vs run A (grey: unknown, hatched: summary only)")
     for bar, r in zip(ax.patches, rows, strict=False):

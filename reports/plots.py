@@ -60,12 +60,18 @@ def write_plots(run: dict[str, Any], out: Path) -> list[str]:
         save_png(fig, out / "threshold_sweep.png")
         plt.close(fig)
         written.append("threshold_sweep.png")
-    curves = [(t["props"]["case"], t["props"]["tradeoff"]) for _, t in sorted(run["tests"].items())
-              if "tradeoff" in t.get("props", {}) and "case" in t.get("props", {})]  # fmt: skip
+    curves = [
+        (t["props"]["case"], t["props"]["tradeoff"])
+        for _, t in sorted(run["tests"].items())
+        if "tradeoff" in t.get("props", {}) and "case" in t.get("props", {})
+    ]
     from matplotlib.ticker import NullFormatter
 
-    curves = [(c, tr) for c, tr in curves
-              if all(x is not None for x in tr["accuracy"]) and tr["latency_ms"]]  # fmt: skip
+    curves = [
+        (c, tr)
+        for c, tr in curves
+        if all(x is not None for x in tr["accuracy"]) and tr["latency_ms"]
+    ]
     if curves:  # one panel per case: a curve per strategy, the no-exit twin as a star
         cols = min(3, len(curves))
         rows = -(-len(curves) // cols)
@@ -74,8 +80,15 @@ def write_plots(run: dict[str, Any], out: Path) -> list[str]:
             for lab, ms in tr["latency_ms"].items():
                 ax.plot(ms, tr["accuracy"], marker=".", label=lab)
             if "twin" in tr and tr["twin"]["accuracy"] is not None:
-                ax.plot([tr["twin"]["latency_ms"]], [tr["twin"]["accuracy"]], marker="*",
-                        markersize=12, linestyle="none", color="k", label="no-exit twin")  # fmt: skip
+                ax.plot(
+                    [tr["twin"]["latency_ms"]],
+                    [tr["twin"]["accuracy"]],
+                    marker="*",
+                    markersize=12,
+                    linestyle="none",
+                    color="k",
+                    label="no-exit twin",
+                )
             ax.set_xscale("log")
             ax.xaxis.set_minor_formatter(NullFormatter())
             ax.set_title(case.get("id") or case["model"], fontsize=8)
@@ -90,9 +103,13 @@ def write_plots(run: dict[str, Any], out: Path) -> list[str]:
         save_png(fig, out / "tradeoff.png")
         plt.close(fig)
         written.append("tradeoff.png")
-    lat = [(t["props"]["case"], t["props"]["latency"]) for t in run["tests"].values()
-           if "latency" in t.get("props", {}) and "case" in t.get("props", {})
-           and isinstance(t["props"]["latency"], dict)]  # fmt: skip
+    lat = [
+        (t["props"]["case"], t["props"]["latency"])
+        for t in run["tests"].values()
+        if "latency" in t.get("props", {})
+        and "case" in t.get("props", {})
+        and isinstance(t["props"]["latency"], dict)
+    ]
     if lat:
         fig, ax = plt.subplots(figsize=(11, 4))
         labels = [

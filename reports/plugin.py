@@ -1,8 +1,14 @@
-"""pytest plugin: collect every test's outcome and the facts suites record, write the summary.
+"""pytest plugin: collect every test's outcome and the facts suites record, write the summary;
+keep pytest-benchmark's stored runs per device profile.
 
-Suites record facts with pytest's ``record_property`` (it survives pytest-xdist) under keys starting
-with ``exitgate.``. At the end of the session the controller writes ``run.json``, ``summary.md``,
-``summary.html`` and plots into ``--report-dir`` (default ``reports/latest``) as one set: into a
+Each suite module declares once which assertion family it is and which of the facts it records the
+summary shows (the ``exitgate_family`` marker, see :data:`FAMILY_MARKER`); suites record facts with
+``record(key, value)`` (pytest's ``user_properties``: it survives pytest-xdist) under keys starting
+with ``exitgate.``. What the run is (profile, backend, versions) comes from the facts the fixtures
+plugin publishes (:mod:`fixtures.run_facts`): data flows fixtures -> reports, never back.
+
+At the end of the session the controller writes ``run.json``, ``summary.md``, ``summary.html`` and
+plots into ``--report-dir`` (default ``reports/latest``) as one set: into a
 temporary folder beside it, then put in its place at once (:func:`models._io.replace_dir`), so a
 reader sees this run's files or the previous run's, never some of each. The folder is replaced as a
 whole; files other tools wrote there during this run (``--junit-xml``, ``--benchmark-json``) are
@@ -12,6 +18,7 @@ carried over. A report that cannot be written fails the run (exit status 3) nami
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import platform
 import shutil
@@ -22,8 +29,24 @@ from typing import Any
 
 import pytest
 
+from fixtures.run_facts import run_facts
+from models._io import replace_dir, stale_temps, temp_prefix
+
+from .compare import CompareError, load_run
+from .summary import write_summary
+
 DEFAULT_DIR = Path(__file__).resolve().parent / "latest"
+BENCHMARK_DIR = Path(__file__).resolve().parent / "benchmarks"
+PYTEST_BENCHMARK_STORAGE = "file://./.benchmarks"  # pytest-benchmark's default --benchmark-storage
+STORED_RUN = "*/[0-9][0-9][0-9][0-9]_*.json"  # <storage>/<machine id>/<NNNN>_<name>.json
 PREFIX = "exitgate."
+FAMILY = PREFIX + "family"
+FAMILY_MARKER = (
+    "exitgate_family(name, facts={}, order=100): the assertion family of a suite module "
+    "(`pytestmark = pytest.mark.exitgate_family(...)`): `name` heads its column in the summary's "
+    "status table (columns by `order`), `facts` maps each recorded fact key the summary shows to "
+    "its section title"
+)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -37,7 +60,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    check_stored_runs(config)  # after fixtures.plugin (tryfirst) chose the storage
+    config.addinivalue_line("markers", FAMILY_MARKER)
+    profile = run_facts(config).get("profile")  # published by the fixtures plugin (tryfirst)
+    if profile and config.getoption("benchmark_storage", None) == PYTEST_BENCHMARK_STORAGE:
+        # stored runs per device profile, unless the user chose a storage: pytest-benchmark's
+        # machine id cannot tell an Orin Nano from a desktop (it reads the option after us: trylast)
+        config.option.benchmark_storage = f"file://{BENCHMARK_DIR / profile}"
+    check_stored_runs(config)
+    if _saving(config):
+        config.stash[_STORED_BEFORE] = _stored_runs(config)
     out = report_dir(config)  # checked even when nothing will run: bad values stop every run
     if config.getoption("collectonly") or hasattr(config, "workerinput"):
         return  # nothing runs, or an xdist worker: the controller writes the report
@@ -96,10 +127,9 @@ def check_stored_runs(config: pytest.Config) -> None:
     storage = str(getattr(config.option, "benchmark_storage", "") or "")
     if not getattr(config.option, "benchmark_compare", None) or not storage.startswith("file://"):
         return
-    from .compare import CompareError, load_run
 
     root = Path(storage.removeprefix("file://")).expanduser()
-    for f in sorted(root.glob("*/[0-9][0-9][0-9][0-9]_*.json")):
+    for f in sorted(root.glob(STORED_RUN)):
         try:
             load_run(f)
         except CompareError as exc:
@@ -109,30 +139,93 @@ def check_stored_runs(config: pytest.Config) -> None:
             ) from None
 
 
-@pytest.hookimpl(hookwrapper=True, tryfirst=True)  # before pytest-benchmark saves the run
+_STORED_BEFORE = pytest.StashKey[set[str]]()
+
+
+def _saving(config: pytest.Config) -> bool:
+    """Whether pytest-benchmark saves this run (``--benchmark-save`` / ``--benchmark-autosave``)."""
+    return bool(
+        config.getoption("benchmark_save", None) or config.getoption("benchmark_autosave", None)
+    )
+
+
+def _stored_runs(config: pytest.Config) -> set[str]:
+    """The stored pytest-benchmark runs (file storage) as paths, to tell this run's from older."""
+    storage = str(config.getoption("benchmark_storage", None) or "")
+    if not storage.startswith("file://"):
+        return set()
+    root = Path(storage.removeprefix("file://")).expanduser().resolve()
+    return set(glob.glob(str(root / STORED_RUN)))
+
+
+@pytest.hookimpl(wrapper=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int):
-    """An interrupted run (Ctrl-C, SIGINT) saves no benchmark baseline: a partial run would become
-    the "latest" that the next ``--benchmark-compare`` reads."""
-    bs = getattr(session.config, "_benchmarksession", None)
-    if exitstatus == pytest.ExitCode.INTERRUPTED and bs is not None and (bs.save or bs.autosave):
-        bs.save = bs.autosave = None
-        session.config.get_terminal_writer().line(
+    """An interrupted run (Ctrl-C, SIGINT) keeps no benchmark baseline: a partial run would become
+    the "latest" that the next ``--benchmark-compare`` reads. pytest-benchmark saves the run in
+    its own ``pytest_sessionfinish``; after it, the file(s) this run added are removed."""
+    result = yield
+    config = session.config
+    if exitstatus == pytest.ExitCode.INTERRUPTED and _saving(config):
+        for f in sorted(_stored_runs(config) - config.stash.get(_STORED_BEFORE, set())):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(f)
+        config.get_terminal_writer().line(
             "exitgate: run interrupted: no benchmark baseline saved (rerun to completion to save "
             "one)",
             yellow=True,
         )
-    yield
+    return result
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Each test carries its module's family declaration to the report (as a user property: it
+    reaches the controller under pytest-xdist too)."""
+    checked: dict[str, dict[str, Any]] = {}
+    for item in items:
+        marker = item.get_closest_marker("exitgate_family")
+        if marker is None:
+            continue
+        where = str(item.path)
+        if where not in checked:
+            checked[where] = family_declaration(where, *marker.args, **marker.kwargs)
+        item.user_properties.append((FAMILY, checked[where]))
+
+
+def family_declaration(
+    where: str, name: object = None, facts: object = None, order: object = 100, **unknown: object
+) -> dict[str, Any]:
+    """The ``exitgate_family`` marker's arguments, checked: a bad declaration is a usage error
+    naming the file."""
+    problem = None
+    if unknown:
+        problem = f"unknown argument(s) {sorted(unknown)}; expected name, facts, order"
+    elif not isinstance(name, str) or not name.strip():
+        problem = f"name must be a non-empty string, got {name!r}"
+    elif facts is not None and not (
+        isinstance(facts, dict)
+        and all(isinstance(k, str) and k and isinstance(v, str) and v for k, v in facts.items())
+    ):
+        problem = f"facts must map recorded fact keys to section titles (strings), got {facts!r}"
+    elif isinstance(order, bool) or not isinstance(order, int):
+        problem = f"order must be an integer, got {order!r}"
+    if problem:
+        raise pytest.UsageError(f"{where}: exitgate_family: {problem}")
+    # facts as [key, title] pairs: their declared order survives run.json (written with sorted keys)
+    return {"name": name, "facts": [[k, v] for k, v in (facts or {}).items()], "order": order}
 
 
 class RunRecorder:
     def __init__(self, config: pytest.Config, out: Path) -> None:
         self.config, self.out = config, out
-        self.run: dict[str, Any] = {"tests": {}, "started": time.time()}
+        self.run: dict[str, Any] = {"tests": {}, "families": {}, "started": time.time()}
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         t = self.run["tests"].setdefault(report.nodeid, {"outcome": "passed", "props": {}})
         for key, value in report.user_properties:
-            if str(key).startswith(PREFIX):
+            if key == FAMILY:  # the declaration once per run, its name per test
+                self.run["families"].setdefault(value["name"], value)
+                t["family"] = value["name"]
+            elif str(key).startswith(PREFIX):
                 t["props"][key[len(PREFIX) :]] = value
         t["duration"] = round(t.get("duration", 0.0) + report.duration, 4)
         xfail = hasattr(report, "wasxfail")
@@ -172,10 +265,6 @@ class RunRecorder:
 
 def write_report(run: dict[str, Any], out: Path) -> dict[str, Path]:
     """Write the report for ``run`` as one set at ``out`` (see the module docstring)."""
-    from models._io import replace_dir, stale_temps, temp_prefix
-
-    from .summary import write_summary
-
     out.parent.mkdir(parents=True, exist_ok=True)
     for leftover in stale_temps(out.parent):  # sets of killed writers
         if leftover.name.startswith(f".{out.name}."):
@@ -223,25 +312,11 @@ def _first_line(text: str) -> str:
 
 
 def environment(config: pytest.Config) -> dict[str, Any]:
-    from fixtures.plugin import SETTINGS, backend_facts
-
     env: dict[str, Any] = {
         "python": platform.python_version(),
         "machine": platform.machine(),
         "host": platform.node(),
         "args": list(config.invocation_params.args),
     }
-    s = config.stash.get(SETTINGS, None)
-    if s is not None:
-        env.update({
-            "profile": s.profile.name,
-            "profile_description": s.profile.description,
-            "detected": s.detection,
-            "backend": s.backend,
-            "precisions": list(s.precisions),
-            "precision_mode": s.precision_mode,
-            "samples": s.samples,
-            "versions": backend_facts(s.backend),
-            "device_mismatch": s.device_mismatch,
-        })  # fmt: skip
+    env.update(run_facts(config))
     return env

@@ -1,5 +1,10 @@
 """Render a run record (``run.json``) as Markdown, a static HTML page and PNG plots.
 
+The tables follow what the run's suites declared (``run["families"]``, from each module's
+``exitgate_family`` marker, see ``reports/plugin.py``): one status column per family, one section
+per declared fact, titled as declared. A fact with its own columns has a layout in :data:`LAYOUTS`
+(keyed by the fact's key); any other declared fact is shown as ``case | result``.
+
 Everything is written atomically into the output folder; the HTML needs no server and embeds
 nothing remote, so it opens from disk.
 """
@@ -10,26 +15,24 @@ import html
 import json
 import re
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from models._io import atomic_write_text
 
-__all__ = ["families", "render_html", "render_markdown", "write_summary"]
+from .plots import write_plots
 
-FAMILIES = {  # test file -> assertion family shown in the per-model table
-    "test_structure.py": "structure",
-    "test_exit_flag.py": "exit flag",
-    "test_correctness.py": "correctness",
-    "test_precision_audit.py": "precision audit",
-    "test_cuda_graph.py": "CUDA graph",
-    "test_latency.py": "latency",
-    "test_benchmark.py": "benchmark",
-    "test_strategies.py": "strategies",
-    "test_exit_value.py": "exit value",
+__all__ = ["LAYOUTS", "families", "render_html", "render_markdown", "sections", "write_summary"]
+
+SYMBOL = {
+    "passed": "pass",
+    "failed": "FAIL",
+    "error": "ERROR",
+    "skipped": "skip",
+    "xfailed": "xfail",
+    "xpassed": "XPASS",
 }
-SYMBOL = {"passed": "pass", "failed": "FAIL", "error": "ERROR", "skipped": "skip",
-          "xfailed": "xfail", "xpassed": "XPASS"}  # fmt: skip
 _ORDER = ["ERROR", "FAIL", "XPASS", "pass", "xfail", "skip"]
 
 
@@ -38,16 +41,25 @@ def _file_and_case(nodeid: str) -> tuple[str, str]:
     return (m.group(1), m.group(2) or "") if m else (nodeid, "")
 
 
+def _declared(run: dict[str, Any]) -> list[dict[str, Any]]:
+    """The run's family declarations, in their declared order."""
+    return sorted(run.get("families", {}).values(), key=lambda d: (d.get("order", 100), d["name"]))
+
+
+def _family(nodeid: str, t: dict[str, Any]) -> str:
+    """A test's family: as its module declared, else its file's name."""
+    return t.get("family") or _file_and_case(nodeid)[0]
+
+
 def families(run: dict[str, Any]) -> dict[str, dict[str, str]]:
     """model (with layout) -> family -> worst status over its tests."""
     table: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
     for nodeid, t in run["tests"].items():
-        fname, _ = _file_and_case(nodeid)
         case = t.get("props", {}).get("case")
         model = (
             case["model"] + (f" ({case['layout']})" if case.get("layout") else "") if case else "-"
         )
-        table[model][FAMILIES.get(fname, fname)].append(SYMBOL.get(t["outcome"], t["outcome"]))
+        table[model][_family(nodeid, t)].append(SYMBOL.get(t["outcome"], t["outcome"]))
     return {
         m: {
             f: min(v, key=_ORDER.index) + (f" ({len(v)})" if len(v) > 1 else "")
@@ -85,8 +97,10 @@ def _fmt(v: Any) -> str:
     """A recorded fact as one readable cell."""
     if isinstance(v, dict) and "median_ms" in v:
         how = f", {v['launch']}" if v.get("launch") else ""
-        return (f"median {v['median_ms']:.3f} ms [p5 {v.get('p05_ms', float('nan')):.3f}, "
-                f"p95 {v.get('p95_ms', float('nan')):.3f}] ({v.get('metric', '?')} time{how})")  # fmt: skip
+        return (
+            f"median {v['median_ms']:.3f} ms [p5 {v.get('p05_ms', float('nan')):.3f}, "
+            f"p95 {v.get('p95_ms', float('nan')):.3f}] ({v.get('metric', '?')} time{how})"
+        )
     if isinstance(v, list):
         return "; ".join(map(str, v))
     return v if isinstance(v, str) else json.dumps(v)
@@ -94,6 +108,119 @@ def _fmt(v: Any) -> str:
 
 def _pct(x: float | None) -> str:
     return "-" if x is None else f"{x:.1%}"
+
+
+def _exit_rows(rows: list[tuple[str, Any]]) -> list[list[Any]]:
+    return [
+        [
+            c,
+            e.get("criterion", ""),
+            e["threshold"],
+            _pct(e["exit_rate"]),
+            _pct(e.get("accuracy")),
+            _pct(e.get("accuracy_exited")),
+            _pct(e.get("accuracy_deep")),
+            e["n"],
+        ]
+        for c, e in rows
+    ]
+
+
+def _audit_rows(rows: list[tuple[str, Any]]) -> list[list[Any]]:
+    return [
+        [case, branch, info["text"], "LEFT AT FP32" if info.get("left_fp32") else ""]
+        for case, a in rows
+        for branch, info in a.items()
+    ]
+
+
+def _stream_rows(rows: list[tuple[str, Any]]) -> list[list[Any]]:
+    out = []
+    for case, st in rows:
+        for lab, r in st["strategies"].items():
+            sp = (
+                f"{r['speedup']:.2f}x [{r['speedup_low']:.2f}, {r['speedup_high']:.2f}]"
+                if "speedup" in r
+                else ""
+            )
+            out.append(
+                [
+                    case,
+                    st["criterion"],
+                    f"{st['threshold']:g}",
+                    lab,
+                    f"{r['mean_ms']:.3f}",
+                    f"{r['p99_ms']:.3f}",
+                    _pct(r["exit_rate"]),
+                    sp,
+                    f"{r['promised']:.2f}x" if "promised" in r else "",
+                ]
+            )
+        if "twin" in st:
+            out.append(
+                [
+                    case,
+                    "",
+                    "",
+                    "no-exit twin",
+                    f"{st['twin']['mean_ms']:.3f}",
+                    f"{st['twin']['p99_ms']:.3f}",
+                    "",
+                    "1.00x",
+                    "",
+                ]
+            )
+    return out
+
+
+Layout = tuple[list[str], Callable[[list[tuple[str, Any]]], list[list[Any]]], str]
+LAYOUTS: dict[str, Layout] = {  # fact key -> (header, rows from [(case, value)], note)
+    "exit": (
+        [
+            "case",
+            "criterion",
+            "threshold",
+            "exit rate",
+            "accuracy",
+            "accuracy of exited",
+            "accuracy of deep path",
+            "inputs",
+        ],
+        _exit_rows,
+        "",
+    ),
+    "correctness": (["summary"], lambda rows: [[line] for _, line in rows], ""),
+    "audit": (
+        ["case", "branch", "coverage", "flag"],
+        _audit_rows,
+        "counts of Conv/Gemm/MatMul running in the target precision",
+    ),
+    "stream": (
+        [
+            "case",
+            "criterion",
+            "threshold",
+            "strategy",
+            "mean ms",
+            "p99 ms",
+            "exit rate",
+            "speed-up over twin [95 %]",
+            "promised by path latencies",
+        ],
+        _stream_rows,
+        "each input its own inference, loaded in place, its path decided by the model; "
+        "timing: GPU events (device) or perf_counter (host)",
+    ),
+    "engine": (
+        ["case", "engine"],
+        lambda rows: [
+            [c, ", ".join(f"{k} {v}" for k, v in e.items() if k != "plan")] for c, e in rows
+        ],
+        "",
+    ),
+}
+"""Facts with columns of their own; every other declared fact is a ``case | result`` table."""
+_PLAIN: Layout = (["case", "result"], lambda rows: [[c, _fmt(v)] for c, v in rows], "")
 
 
 def sections(run: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any]], str]]:
@@ -104,67 +231,38 @@ def sections(run: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any]],
     env_rows.append(["command", "pytest " + " ".join(env.get("args", []))])
     out.append(("Environment", ["field", "value"], env_rows, ""))
     fam = families(run)
-    cols = [f for f in dict.fromkeys(FAMILIES.values()) if any(f in v for v in fam.values())]
-    out.append(("Status per model", ["model", *cols],
-                [[m, *[v.get(c, "") for c in cols]] for m, v in fam.items()],
-                "worst outcome over the model's tests; (n) = number of tests"))  # fmt: skip
-    ex = _rows(run, "exit")
-    if ex:
-        out.append(("Exit rate and accuracy per exit (project dataset, default threshold)",
-                    ["case", "criterion", "threshold", "exit rate", "accuracy", "accuracy of exited",
-                     "accuracy of deep path", "inputs"],
-                    [[c, e.get("criterion", ""), e["threshold"], _pct(e["exit_rate"]), _pct(e.get("accuracy")),
-                      _pct(e.get("accuracy_exited")), _pct(e.get("accuracy_deep")), e["n"]]
-                     for c, e in ex], ""))  # fmt: skip
-    corr = _rows(run, "correctness")
-    if corr:
-        out.append(("Correctness against onnxruntime fp32 (branch-aware)", ["summary"],
-                    [[line] for _, line in corr], ""))  # fmt: skip
-    audit = _rows(run, "audit")
-    if audit:
-        rows = []
-        for case, a in audit:
-            for branch, info in a.items():
-                rows.append(
-                    [case, branch, info["text"], "LEFT AT FP32" if info.get("left_fp32") else ""]
-                )
-        out.append(("Precision audit per branch", ["case", "branch", "coverage", "flag"], rows,
-                    "counts of Conv/Gemm/MatMul running in the target precision"))  # fmt: skip
-    stream = _rows(run, "stream")
-    if stream:
-        rows = []
-        for case, st in stream:
-            for lab, r in st["strategies"].items():
-                sp = (f"{r['speedup']:.2f}x [{r['speedup_low']:.2f}, {r['speedup_high']:.2f}]"
-                      if "speedup" in r else "")  # fmt: skip
-                rows.append([case, st["criterion"], f"{st['threshold']:g}", lab,
-                             f"{r['mean_ms']:.3f}", f"{r['p99_ms']:.3f}", _pct(r["exit_rate"]),
-                             sp, f"{r['promised']:.2f}x" if "promised" in r else ""])  # fmt: skip
-            if "twin" in st:
-                rows.append([case, "", "", "no-exit twin", f"{st['twin']['mean_ms']:.3f}",
-                             f"{st['twin']['p99_ms']:.3f}", "", "1.00x", ""])  # fmt: skip
-        out.append(("What the exit is worth: latency over the input stream at the model's threshold",
-                    ["case", "criterion", "threshold", "strategy", "mean ms", "p99 ms",
-                     "exit rate", "speed-up over twin [95 %]", "promised by path latencies"],
-                    rows, "each input its own inference, loaded in place, its path decided by the "
-                    "model; timing: GPU events (device) or perf_counter (host)"))  # fmt: skip
-    engines = _rows(run, "engine")
-    if engines:
-        out.append(("Engines (what ran each case)", ["case", "engine"],
-                    [[c, ", ".join(f"{k} {v}" for k, v in e.items() if k != "plan")]
-                     for c, e in engines], ""))  # fmt: skip
-    for prop, title in (("engine_audit", "Engine precision per branch (TensorRT inspector)"),
-                        ("capture", "CUDA-graph capture"), ("latency", "Latency"),
-                        ("ordering", "Latency ordering verdicts"), ("strategy", "Strategies")):  # fmt: skip
-        rows = _rows(run, prop)
+    declared = _declared(run)
+    undeclared = sorted({f for v in fam.values() for f in v} - {d["name"] for d in declared})
+    cols = [d["name"] for d in declared if any(d["name"] in v for v in fam.values())] + undeclared
+    out.append(
+        (
+            "Status per model",
+            ["model", *cols],
+            [[m, *[v.get(c, "") for c in cols]] for m, v in fam.items()],
+            "worst outcome over the model's tests; (n) = number of tests",
+        )
+    )
+    titles: dict[str, str] = {}  # fact key -> title: the first family (in order) declaring it wins
+    for d in declared:
+        for key, title in d["facts"]:
+            titles.setdefault(key, title)
+    for key, title in titles.items():
+        rows = _rows(run, key)
         if rows:
-            out.append((title, ["case", "result"], [[c, _fmt(v)] for c, v in rows], ""))
-    skipped = [[nodeid, t.get("reason", "")] for nodeid, t in sorted(run["tests"].items())
-               if t["outcome"] in ("skipped", "xfailed")]  # fmt: skip
+            header, make, note = LAYOUTS.get(key, _PLAIN)
+            out.append((title, header, make(rows), note))
+    skipped = [
+        [nodeid, t.get("reason", "")]
+        for nodeid, t in sorted(run["tests"].items())
+        if t["outcome"] in ("skipped", "xfailed")
+    ]
     if skipped:
         out.append(("Skipped or expected to fail, and why", ["test", "reason"], skipped, ""))
-    failed = [[nodeid, t.get("reason", "")] for nodeid, t in sorted(run["tests"].items())
-              if t["outcome"] in ("failed", "error", "xpassed")]  # fmt: skip
+    failed = [
+        [nodeid, t.get("reason", "")]
+        for nodeid, t in sorted(run["tests"].items())
+        if t["outcome"] in ("failed", "error", "xpassed")
+    ]
     if failed:
         out.append(("Failures", ["test", "first line"], failed, ""))
     return out
@@ -172,8 +270,12 @@ def sections(run: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any]],
 
 def render_markdown(run: dict[str, Any], plots: list[str]) -> str:
     c = _counts(run)
-    lines = ["# exitgate run summary", "",
-             "**" + ", ".join(f"{v} {k}" for k, v in sorted(c.items())) + "**", ""]  # fmt: skip
+    lines = [
+        "# exitgate run summary",
+        "",
+        "**" + ", ".join(f"{v} {k}" for k, v in sorted(c.items())) + "**",
+        "",
+    ]
     for title, header, rows, note in sections(run):
         lines += [f"## {title}", ""]
         if note:
@@ -195,9 +297,11 @@ th{background:#f2f2f2}.FAIL,.ERROR,.XPASS{background:#fdd;font-weight:bold}.pass
 def render_html(run: dict[str, Any], plots: list[str]) -> str:
     c = _counts(run)
     e = html.escape
-    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>exitgate run summary</title>",
-             f"<style>{_CSS}</style></head><body><h1>exitgate run summary</h1>",
-             "<p><b>" + e(", ".join(f"{v} {k}" for k, v in sorted(c.items()))) + "</b></p>"]  # fmt: skip
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>exitgate run summary</title>",
+        f"<style>{_CSS}</style></head><body><h1>exitgate run summary</h1>",
+        "<p><b>" + e(", ".join(f"{v} {k}" for k, v in sorted(c.items()))) + "</b></p>",
+    ]
     for title, header, rows, note in sections(run):
         parts.append(f"<h2>{e(title)}</h2>")
         if note:
@@ -220,7 +324,6 @@ def render_html(run: dict[str, Any], plots: list[str]) -> str:
 
 def write_summary(run: dict[str, Any], out: Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
-    from .plots import write_plots
 
     plots = write_plots(run, out)
     paths = {"json": out / "run.json", "md": out / "summary.md", "html": out / "summary.html"}

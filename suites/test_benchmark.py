@@ -6,7 +6,7 @@ latency); that is what its own stats, ``pytest-benchmark compare`` and
 ``extra_info["exitgate_blocks"]`` the block medians ``python -m reports compare`` needs to compare
 two runs (e.g. two TensorRT versions) with real statistics:
 
-- ``gpu_compute_ms`` (device engines): trtexec-style GPU compute time (``fixtures.timing``:
+- ``gpu_compute_ms`` (device engines): trtexec-style GPU compute time (``fixtures.measure.timing``:
   work queued ahead of the GPU, an event pair per inference), in ``BLOCKS`` blocks of ``K``
   consecutive inferences, the median of each;
 - ``host_latency_ms``: pytest-benchmark's own rounds, in time order, in blocks of ``HOST_K``.
@@ -25,25 +25,31 @@ import pytest
 
 from fixtures.backends.base import BackendUnavailable
 from fixtures.cases import Case
+from fixtures.measure import timing
+from fixtures.measure.timing import block_medians_in_order
+from fixtures.run_facts import BLOCKS_KEY
 from fixtures.workspace import Prepared, Workspace
 
-pytestmark = pytest.mark.serial
+pytestmark = [
+    pytest.mark.serial,
+    pytest.mark.exitgate_family("benchmark", order=70, facts={"latency": "Latency"}),
+]
 
 BLOCKS, K = 100, 20  # GPU compute time: 100 blocks of 20 queued inferences (the comparison's unit)
 HOST_K = 5  # pytest-benchmark rounds per host-latency block
 DEVICE_HOST_BLOCKS = 40  # host-latency blocks when the GPU compute time is the primary metric
-BLOCKS_KEY = "exitgate_blocks"  # read by reports/compare.py
+HOST_BLOCKS = 20  # host-latency blocks of a host backend (a CPU: milliseconds per inference)
 
 
-def _blocks(config: pytest.Config) -> int:
-    """BLOCKS, or more with ``--benchmark-min-rounds`` (escalating an unknown comparison)."""
-    return max(BLOCKS, int(config.getoption("benchmark_min_rounds", 0) or 0))
+def _blocks(config: pytest.Config, default: int = BLOCKS) -> int:
+    """``default`` blocks, or more with ``--benchmark-min-rounds`` (escalating an unknown
+    comparison)."""
+    return max(default, int(config.getoption("benchmark_min_rounds", 0) or 0))
 
 
 def _host_blocks(benchmark, blocks: dict) -> None:
     if benchmark.stats is None:  # pytest-benchmark disabled (e.g. xdist, --benchmark-disable)
         return
-    from fixtures.timing import block_medians_in_order
 
     data_ms = np.asarray(benchmark.stats.stats.data, dtype=float) * 1e3
     blocks["host_k"] = HOST_K
@@ -66,38 +72,60 @@ def test_benchmark(
     blocks: dict = {}
     benchmark.extra_info[BLOCKS_KEY] = blocks
     if engine.supports_device:
-        from fixtures import cuda, timing
-
-        stream = cuda.Stream()
-        launch, how, close = timing.device_launcher(engine, feeds, stream)
-        try:
+        with timing.Launchers() as launchers:
+            launch = launchers.add(case.id, engine, feeds)
+            how, stream = launchers.how[case.id], launchers.stream
             n = n_blocks * K
-            t = timing.time_device(lambda _h: launch(), stream, warmup_ms=200, repeat_ms=0,
-                                   min_iters=n, max_iters=n, host_iters=0)  # fmt: skip
+            t = timing.time_device(
+                lambda _h: launch(),
+                stream,
+                warmup_ms=200,
+                repeat_ms=0,
+                min_iters=n,
+                max_iters=n,
+                host_iters=0,
+            )
             blocks["k"] = K
             blocks["gpu_compute_ms"] = timing.block_medians_in_order(t.gpu_compute_ms, K).tolist()
-            benchmark.extra_info.update({"launch": how, "gpu_timing": t.as_dict(),
-                                         "warnings": t.warnings()})  # fmt: skip
+            benchmark.extra_info.update(
+                {"launch": how, "gpu_timing": t.as_dict(), "warnings": t.warnings()}
+            )
             g = t.gpu_compute
-            record("latency", {"median_ms": g.median, "p05_ms": g.p05, "p95_ms": g.p95,
-                               "metric": "gpu_compute", "launch": how})  # fmt: skip
+            record(
+                "latency",
+                {
+                    "median_ms": g.median,
+                    "p05_ms": g.p05,
+                    "p95_ms": g.p95,
+                    "metric": "gpu_compute",
+                    "launch": how,
+                },
+            )
 
             def one() -> None:
                 launch()
                 stream.synchronize()
 
-            benchmark.pedantic(one, rounds=DEVICE_HOST_BLOCKS * HOST_K, iterations=1,
-                               warmup_rounds=20)  # fmt: skip
-        finally:
-            stream.synchronize()
-            close()
-            stream.close()
+            benchmark.pedantic(
+                one, rounds=DEVICE_HOST_BLOCKS * HOST_K, iterations=1, warmup_rounds=20
+            )
     else:
         benchmark.extra_info["launch"] = "host"
-        benchmark.pedantic(lambda: engine.run(feeds), rounds=n_blocks * HOST_K, iterations=1,
-                           warmup_rounds=5)  # fmt: skip
+        benchmark.pedantic(
+            lambda: engine.run(feeds),
+            rounds=_blocks(pytestconfig, HOST_BLOCKS) * HOST_K,
+            iterations=1,
+            warmup_rounds=5,
+        )
         if benchmark.stats is not None:
             st = benchmark.stats.stats
-            record("latency", {"median_ms": st.median * 1e3, "p05_ms": st.min * 1e3,
-                               "p95_ms": st.max * 1e3, "metric": "host"})  # fmt: skip
+            record(
+                "latency",
+                {
+                    "median_ms": st.median * 1e3,
+                    "p05_ms": st.min * 1e3,
+                    "p95_ms": st.max * 1e3,
+                    "metric": "host",
+                },
+            )
     _host_blocks(benchmark, blocks)

@@ -19,6 +19,15 @@ from fixtures.checks import check_decisions, check_fixed_path, fail
 from fixtures.workspace import Prepared, Workspace
 from models.structure import exits
 
+pytestmark = pytest.mark.exitgate_family(
+    "exit flag",
+    order=20,
+    facts={
+        "exit": "Exit rate and accuracy per exit (project dataset, default threshold)",
+        "engine": "Engines (what ran each case)",
+    },
+)
+
 
 @pytest.mark.exitgate_cases(precision=True, paths=("exit_always", "exit_never", "exit_default"))
 def test_exit_flag(case: Case, prepared: Prepared, workspace: Workspace, engine, record) -> None:
@@ -36,8 +45,13 @@ def test_exit_flag(case: Case, prepared: Prepared, workspace: Workspace, engine,
     check_decisions(case, got, ref, t, prepared.analysis.describe())
     exited = np.round(got.flag) == 0
     exit_rate = float(exited.mean())
-    record("exit", {**_exit_stats(got.probs, exited, prepared.data.y, t),
-                    "criterion": prepared.analysis.describe()})  # fmt: skip
+    record(
+        "exit",
+        {
+            **_exit_stats(got.probs, exited, prepared.data.y, t),
+            "criterion": prepared.analysis.describe(),
+        },
+    )
     if precision == "fp32":
         record("sweep", _threshold_sweep(workspace, case, prepared, ref))
     if exit_rate in (0.0, 1.0):
@@ -63,17 +77,26 @@ def _threshold_sweep(workspace: Workspace, case: Case, prepared: Prepared, ref) 
     """Exit rate and accuracy vs threshold from the fp32 reference (the BranchyNet trade-off),
     over the score's own range (0..1 for a max softmax; the observed range otherwise)."""
     a, y = prepared.analysis, prepared.data.y
-    exit_p = workspace.reference(case.model, prepared.threshold_for("exit_always"),
-                                 force="exit").probs.argmax(1)  # fmt: skip
-    deep_p = workspace.reference(case.model, prepared.threshold_for("exit_never"),
-                                 force="deep").probs.argmax(1)  # fmt: skip
-    lo, hi = (0.0, 1.0) if a.criterion == "max_softmax" else (float(ref.score.min()),
-                                                              float(ref.score.max()))  # fmt: skip
+    exit_p = workspace.reference(
+        case.model, prepared.threshold_for("exit_always"), force="exit"
+    ).probs.argmax(1)
+    deep_p = workspace.reference(
+        case.model, prepared.threshold_for("exit_never"), force="deep"
+    ).probs.argmax(1)
+    lo, hi = (
+        (0.0, 1.0)
+        if a.criterion == "max_softmax"
+        else (float(ref.score.min()), float(ref.score.max()))
+    )
     thresholds = np.round(np.linspace(lo, hi, 41), 4)
     rates, accs = [], []
     for th in thresholds:
         ex = exits(ref.score, a.exit_when, th)
         rates.append(float(ex.mean()))
         accs.append(float((np.where(ex, exit_p, deep_p) == y).mean()) if (y >= 0).all() else None)
-    return {"thresholds": thresholds.tolist(), "exit_rate": rates, "accuracy": accs,
-            "criterion": a.describe()}  # fmt: skip
+    return {
+        "thresholds": thresholds.tolist(),
+        "exit_rate": rates,
+        "accuracy": accs,
+        "criterion": a.describe(),
+    }

@@ -17,7 +17,6 @@ Host backends (onnxruntime on a CPU) are timed with perf_counter and recorded, n
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -25,22 +24,33 @@ import pytest
 from fixtures.backends.base import BackendUnavailable, Engine
 from fixtures.cases import Case
 from fixtures.checks import fail
-from fixtures.stats import speedup_interval
-from fixtures.strategies import strategy_engine
+from fixtures.gpu import cuda
+from fixtures.measure import timing
+from fixtures.measure.stats import speedup_interval
+from fixtures.strategies import strategy_engine, strategy_run
 from fixtures.workspace import Prepared, Workspace
 from models.structure import exits
 
-SWEEP = {"device": 9, "host": 5}  # thresholds in the trade-off sweep (exit rates 0 .. 1)
-HOST_IMAGES = 64  # inputs timed per threshold on a host backend (a CPU: slow, recorded only)
+pytestmark = pytest.mark.exitgate_family(
+    "exit value",
+    order=90,
+    facts={
+        "stream": "What the exit is worth: latency over the input stream at the model's threshold",
+    },
+)
+
+# Thresholds in the trade-off sweep (exit rates 0 .. 1). On a host backend (a CPU: slow, recorded,
+# never gated) 3 give the two forcing thresholds, the median score and the model's own, each timed
+# on the first HOST_IMAGES inputs; the exit rate and accuracy of every point still use all inputs.
+SWEEP = {"device": 9, "host": 3}
+HOST_IMAGES = 16
 CLAIM = 1.10  # a strategy "claims" a speed-up when its path latencies promise at least this
 
 
 def _twin(workspace: Workspace, case: Case, precision: str) -> Engine | None:
     if case.model.kind != "zoo":
         return None
-    if workspace.settings.backend == "torch":
-        return workspace.engine(case.model, precision, variant="plain")
-    return workspace.engine(replace(case.model, variant="plain"), precision)
+    return workspace.engine(case.model, precision, variant="plain")
 
 
 def _engines(workspace: Workspace, case: Case, precision: str, cache: dict):
@@ -75,8 +85,6 @@ class _Timer:
         self.stream = self.images = None
         self._closers: list = []
         if device:
-            from fixtures import cuda
-
             self.stream = cuda.Stream()
             x = np.ascontiguousarray(prepared.images(), np.float32)
             self.images = cuda.DeviceBuffer(x.shape, np.float32)
@@ -84,21 +92,16 @@ class _Timer:
             self._closers += [self.images.close, self.stream.close]
 
     def __call__(self, engine: Engine, t: float) -> np.ndarray:
-        from fixtures import timing
-
         p = self.prepared
         names = {s.name for s in engine.inputs}
         if not self.device:  # host timing is informative only: the first HOST_IMAGES inputs
             feeds = [{k: v for k, v in f.items() if k in names} for f in p.feeds(t)[:HOST_IMAGES]]
             return timing.stream_latency_host(lambda i: engine.run(feeds[i]), len(feeds))
         feed = {k: v for k, v in p.feed(t).items() if k in names}
-        launch, _, close = timing.device_launcher(engine, feed, self.stream)
-        try:
+        with timing.Launchers(stream=self.stream) as launchers:
+            launch = launchers.add("engine", engine, feed)
             ptr = engine.input_ptr(p.analysis.image_input or "input")
             return timing.stream_latency(launch, self.stream, self.images, ptr)
-        finally:
-            self.stream.synchronize()
-            close()
 
     def close(self) -> None:
         for c in self._closers:
@@ -106,8 +109,11 @@ class _Timer:
 
 
 def _summary(ms: np.ndarray) -> dict:
-    return {"mean_ms": float(ms.mean()), "p99_ms": float(np.percentile(ms, 99)),
-            "median_ms": float(np.median(ms))}  # fmt: skip
+    return {
+        "mean_ms": float(ms.mean()),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "median_ms": float(np.median(ms)),
+    }
 
 
 @pytest.mark.serial
@@ -116,13 +122,14 @@ def test_exit_value(
     case: Case, prepared: Prepared, workspace: Workspace, strategy_cache: dict, record
 ) -> None:
     __tracebackhide__ = True
-    from fixtures import cuda
 
     precision = case.precision or "fp32"
     engines, notes = _engines(workspace, case, precision, strategy_cache)
     if not any(lab != "twin" for lab in engines):
-        pytest.skip(f"[{case.id}] no execution strategy runs here: "
-                    + "; ".join(f"{k}: {v}" for k, v in notes.items()))  # fmt: skip
+        pytest.skip(
+            f"[{case.id}] no execution strategy runs here: "
+            + "; ".join(f"{k}: {v}" for k, v in notes.items())
+        )
     device = cuda.available() is None and all(e.supports_device for e in engines.values())
     a, y = prepared.analysis, prepared.data.y
     t0 = prepared.default_threshold
@@ -133,8 +140,9 @@ def test_exit_value(
     thresholds = _sweep(prepared, ref.score, SWEEP["device" if device else "host"])
     timer = _Timer(prepared, device)
     try:
-        lat = {lab: {t: timer(e, t) for t in thresholds} for lab, e in engines.items()
-               if lab != "twin"}  # fmt: skip
+        lat = {
+            lab: {t: timer(e, t) for t in thresholds} for lab, e in engines.items() if lab != "twin"
+        }
         twin_ms = timer(engines["twin"], t0) if "twin" in engines else None
     finally:
         timer.close()
@@ -160,15 +168,21 @@ def test_exit_value(
     record("tradeoff", tradeoff)
 
     # the stream at the model's own threshold
-    stream: dict = {"threshold": t0, "criterion": a.describe(), "n": len(y),
-                    "timing": tradeoff["timing"], "unavailable": notes, "strategies": {}}  # fmt: skip
+    stream: dict = {
+        "threshold": t0,
+        "criterion": a.describe(),
+        "n": len(y),
+        "timing": tradeoff["timing"],
+        "unavailable": notes,
+        "strategies": {},
+    }
     if twin_ms is not None:
         stream["twin"] = _summary(twin_ms)
     claims = []
     t_exit, t_deep = prepared.threshold_for("exit_always"), prepared.threshold_for("exit_never")
     for lab, per_t in lat.items():
         row = _summary(per_t[t0])
-        got = workspace.run(engines[lab], case.model, t0)  # the strategy's own decisions
+        got = strategy_run(workspace, case.model, precision, lab, t0, strategy_cache)
         row["exit_rate"] = float((np.round(got.flag) == 0).mean())
         if twin_ms is not None:
             ratio, lo, hi = speedup_interval(twin_ms, per_t[t0])
@@ -181,9 +195,12 @@ def test_exit_value(
     record("stream", stream)
     for lab, row in claims:
         if row["speedup_low"] <= 1.0:
-            fail(case, f"{lab} promises {row['promised']:.2f}x over the no-exit twin at exit rate "
-                       f"{row['exit_rate']:.0%} (from its own exit/deep latencies) but realises "
-                       f"{row['speedup']:.2f}x [{row['speedup_low']:.2f}, {row['speedup_high']:.2f}] "
-                       f"over the stream of {len(y)} inputs: mean {row['mean_ms']:.3f} ms vs twin "
-                       f"{stream['twin']['mean_ms']:.3f} ms. Something per input (input loading, "
-                       "the decision, graph launch) eats the exit's saving.")  # fmt: skip
+            fail(
+                case,
+                f"{lab} promises {row['promised']:.2f}x over the no-exit twin at exit rate "
+                f"{row['exit_rate']:.0%} (from its own exit/deep latencies) but realises "
+                f"{row['speedup']:.2f}x [{row['speedup_low']:.2f}, {row['speedup_high']:.2f}] "
+                f"over the stream of {len(y)} inputs: mean {row['mean_ms']:.3f} ms vs twin "
+                f"{stream['twin']['mean_ms']:.3f} ms. Something per input (input loading, "
+                "the decision, graph launch) eats the exit's saving.",
+            )

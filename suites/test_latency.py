@@ -1,13 +1,13 @@
 """The latency-ordering gate (FP32 > FP16 > INT8 per the device profile) and proof that the untaken
 branch is skipped, with interleaved rounds and a sequential, three-outcome paired test
-(``fixtures/stats.py``).
+(``fixtures/measure/stats.py``).
 
 Each test times its engines in interleaved rounds (per round and engine, one block of 20 inferences
-reduced to its Hodges-Lehmann estimate) and decides each pair (slow, fast) at 40 rounds;
+on a GPU, 3 on the host, reduced to its Hodges-Lehmann estimate) and decides each pair (slow, fast) at 40 rounds;
 a pair that is neither established nor inverted gets 40 more, up to 120 (3x the default budget),
 with the error rate split over the looks. Only the engines of undecided pairs are timed again.
 Holm's correction runs over every ordering pair of the run (the family size is counted from the
-collected cases; :class:`fixtures.stats.GateFamily`), and at the end of the session Holm is applied
+collected cases; :class:`fixtures.measure.stats.GateFamily`), and at the end of the session Holm is applied
 to all of them at once. HOLDS passes; INVERTED fails; INCONCLUSIVE passes with a warning that gives
 the ratio and its one-sided bounds. Each exit path is gated separately.
 """
@@ -22,7 +22,8 @@ import pytest
 
 from fixtures.backends.base import BackendUnavailable, Engine
 from fixtures.cases import Case
-from fixtures.stats import (
+from fixtures.measure import timing
+from fixtures.measure.stats import (
     DEFAULT_PLAN,
     GateFamily,
     PairResult,
@@ -31,11 +32,20 @@ from fixtures.stats import (
     block_hodges_lehmann,
     run_sequential,
 )
+from fixtures.measure.timing import Launchers
 from fixtures.workspace import Prepared, Workspace
 
-pytestmark = pytest.mark.serial
+pytestmark = [
+    pytest.mark.serial,
+    pytest.mark.exitgate_family(
+        "latency", order=60, facts={"ordering": "Latency ordering verdicts"}
+    ),
+]
 
 K = 20  # inferences per block (one Hodges-Lehmann estimate each); looks at 40, 80, 120 rounds
+#: on the host (a CPU: onnxruntime, milliseconds per inference, little jitter next to a GPU's
+#: microseconds) a block of 3 after one untimed run decides the same pairs at a fraction of the time
+HOST_K = 3
 ALPHA = 0.01  # family-wise error rate of the run's INVERTED verdicts (and of its HOLDS verdicts)
 DELTA_INV = 0.02  # an inversion must exceed this to fail: the noise floor
 
@@ -51,17 +61,24 @@ def _order(settings) -> list[str]:
 @pytest.fixture(scope="session")
 def ordering_family(request: pytest.FixtureRequest, workspace: Workspace):
     """The run's ordering pairs, for Holm across all of them (counted from the collected cases)."""
-    cases = [item for item in request.session.items
-             if getattr(item, "originalname", None) == "test_latency_ordering"]  # fmt: skip
+    cases = [
+        item
+        for item in request.session.items
+        if getattr(item, "originalname", None) == "test_latency_ordering"
+    ]
     size = len(cases) * max(len(_order(workspace.settings)) - 1, 0)
     family = GateFamily(max(size, 1), alpha=ALPHA)
     yield family
     changed = family.finish()
     resolved = [f"[{name}] {r.describe()}" for name, r in changed if r.verdict == Verdict.HOLDS]
     if resolved:
-        warnings.warn(TimingInconclusive(
-            f"with Holm over all {family.size} ordering pairs of the run, now established: "
-            + "; ".join(resolved)), stacklevel=1)  # fmt: skip
+        warnings.warn(
+            TimingInconclusive(
+                f"with Holm over all {family.size} ordering pairs of the run, now established: "
+                + "; ".join(resolved)
+            ),
+            stacklevel=1,
+        )
     inverted = [f"[{name}] {r.describe()}" for name, r in changed if r.verdict == Verdict.INVERTED]
     if inverted:
         pytest.fail(
@@ -71,15 +88,21 @@ def ordering_family(request: pytest.FixtureRequest, workspace: Workspace):
         )
 
 
-def _measure(launchers: _Launchers):
+def _measure(launchers):
     """``measure(active, rounds, look)`` for run_sequential: interleaved blocks of the active
     engines, CUDA events (device) or perf_counter_ns (host), each block reduced to its
     Hodges-Lehmann estimate (robust as a median, nearly as efficient as a mean)."""
-    from fixtures import timing
 
     def measure(active: list[str], rounds: int, look: int) -> np.ndarray:
         fns = {label: launchers.fns[label] for label in active}
-        kw = {"rounds": rounds, "k": K, "seed": look, "warmup_ms": 200.0 if look == 0 else 50.0}
+        device = launchers.stream is not None
+        kw = {
+            "rounds": rounds,
+            "k": K if device else HOST_K,
+            "rewarm": 5 if device else 1,  # untimed launches per block: a GPU's L2, or the CPU's
+            "seed": look,
+            "warmup_ms": (200.0 if look == 0 else 50.0) if device else 20.0,  # clocks ramp on a GPU
+        }
         if launchers.stream is None:
             _, samples = timing.interleaved_samples_host(fns, **kw)
         else:
@@ -87,39 +110,6 @@ def _measure(launchers: _Launchers):
         return block_hodges_lehmann(samples)
 
     return measure
-
-
-class _Launchers:
-    """One inference per engine: graph replay or enqueue on a stream of its own (device), host
-    ``run()`` (host backends). A context manager: streams and graphs are freed on exit."""
-
-    def __init__(self, device: bool) -> None:
-        self.fns: dict = {}
-        self._closers: list = []
-        self.stream = None
-        if device:
-            from fixtures import cuda
-
-            self.stream = cuda.Stream()
-            self._closers.append(self.stream.close)
-
-    def add(self, label: str, engine: Engine, feeds: dict) -> None:
-        if self.stream is None:
-            self.fns[label] = lambda: engine.run(feeds)
-            return
-        from fixtures.timing import device_launcher
-
-        self.fns[label], _, close = device_launcher(engine, feeds, self.stream)
-        self._closers.insert(0, close)  # graphs before the stream
-
-    def __enter__(self) -> _Launchers:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.stream is not None:
-            self.stream.synchronize()
-        for close in self._closers:
-            close()
 
 
 def _judge(case: Case, results: list[PairResult], family_size: int, record) -> None:
@@ -168,7 +158,8 @@ def test_latency_ordering(
     labels = list(engines)
     pairs = list(itertools.pairwise(labels))
     gate = ordering_family.gate(len(pairs), DEFAULT_PLAN, delta_inv=DELTA_INV)
-    with _Launchers(all(e.supports_device for e in engines.values())) as launchers:
+
+    with Launchers(all(e.supports_device for e in engines.values())) as launchers:
         for p, e in engines.items():
             launchers.add(p, e, feeds)
         results = run_sequential(_measure(launchers), labels, pairs, gate)
@@ -190,7 +181,8 @@ def test_untaken_branch_is_skipped(
     except BackendUnavailable as exc:
         pytest.skip(f"[{case.id}] {exc}")
     labels, pair = ["exit_never", "exit_always"], ("exit_never", "exit_always")
-    with _Launchers(a.supports_device and b.supports_device) as launchers:
+
+    with Launchers(a.supports_device and b.supports_device) as launchers:
         launchers.add("exit_never", a, prepared.feed(prepared.threshold_for("exit_never")))
         launchers.add("exit_always", b, prepared.feed(prepared.threshold_for("exit_always")))
         gate = SequentialGate(1, DEFAULT_PLAN, alpha=ALPHA, delta_inv=DELTA_INV)

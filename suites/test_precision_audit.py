@@ -10,8 +10,21 @@ from __future__ import annotations
 
 import pytest
 
+from fixtures.backends.base import BackendUnavailable
+from fixtures.backends.tensorrt.compat import inspect_onnx
+from fixtures.backends.tensorrt.inspector import audit_by_branch, layer_precisions
 from fixtures.cases import Case
 from fixtures.workspace import Prepared, Workspace
+from models.audit import audit
+
+pytestmark = pytest.mark.exitgate_family(
+    "precision audit",
+    order=40,
+    facts={
+        "audit": "Precision audit per branch",
+        "engine_audit": "Engine precision per branch (TensorRT inspector)",
+    },
+)
 
 
 @pytest.mark.exitgate_cases(precision=("fp16", "int8"))
@@ -19,8 +32,6 @@ def test_branches_run_in_target_precision(
     case: Case, prepared: Prepared, workspace: Workspace, record
 ) -> None:
     __tracebackhide__ = True
-    from fixtures.backends.base import BackendUnavailable
-    from models.audit import audit
 
     precision = case.precision or "fp32"
     try:
@@ -28,8 +39,18 @@ def test_branches_run_in_target_precision(
     except BackendUnavailable as exc:
         pytest.skip(f"[{case.id}] {exc}")
     result = audit(artifact, precision, exit_branch=prepared.analysis.exit_branch or "then_branch")
-    record("audit", {b: {"text": a.text(), "left_fp32": a.left_fp32, "converted": a.converted,
-                         "total": a.total} for b, a in result.branches.items()})  # fmt: skip
+    record(
+        "audit",
+        {
+            b: {
+                "text": a.text(),
+                "left_fp32": a.left_fp32,
+                "converted": a.converted,
+                "total": a.total,
+            }
+            for b, a in result.branches.items()
+        },
+    )
     if result.left_fp32:
         pytest.fail(
             f"[{case.id}] branch(es) {', '.join(result.left_fp32)} left in fp32:\n  "
@@ -46,9 +67,6 @@ def test_branches_run_in_target_precision(
 def _record_engine_audit(case: Case, workspace: Workspace, artifact, record) -> None:
     """The same audit read back from the built engine (TensorRT's engine inspector): which data
     types each branch's layers produce, so "INT8 slower than FP16" can be explained."""
-    from fixtures.backends.base import BackendUnavailable
-    from fixtures.backends.tensorrt import audit_by_branch, inspect_onnx, layer_precisions
-
     try:
         engine = workspace.engine(case.model, case.precision or "fp32")
     except BackendUnavailable as exc:

@@ -22,9 +22,26 @@ from fixtures.backends.base import BackendUnavailable
 from fixtures.cases import Case
 from fixtures.checks import check_decisions, check_fixed_path, fail
 from fixtures.compare import compare_runs
-from fixtures.stats import Verdict, ordering_gate
-from fixtures.strategies import strategy_engine, strategy_unavailable
+from fixtures.gpu import cuda
+from fixtures.measure import timing
+from fixtures.measure.stats import Verdict, ordering_gate
+from fixtures.strategies import (
+    device_split_backends,
+    has_device_splits,
+    strategy_engine,
+    strategy_run,
+    strategy_unavailable,
+)
 from fixtures.workspace import Prepared, RunResult, Workspace
+
+pytestmark = pytest.mark.exitgate_family(
+    "strategies",
+    order=80,
+    facts={
+        "correctness": "Correctness against onnxruntime fp32 (branch-aware)",
+        "strategy": "Strategies",
+    },
+)
 
 ROUNDS, K = 30, 20
 # issue #8's targets for split_graph vs the twin: (min speed-up at exit_always, max slowdown at
@@ -34,20 +51,21 @@ DEFAULT_TARGET: tuple[float, float | None] = (1.0, None)
 
 
 def _runs(workspace: Workspace, case: Case, prepared: Prepared, cache: dict, t: float):
-    """The strategy's run over the evaluation set (cached), or a skip naming what is missing."""
-    precision = case.precision or "fp32"
-    key = ("run", case.model, precision, case.strategy, t)
-    if key not in cache:
-        try:
-            eng = strategy_engine(workspace, case.model, precision, case.strategy, cache)
-        except BackendUnavailable as exc:
-            pytest.skip(f"[{case.id}] {exc}")
-        cache[key] = workspace.run(eng, case.model, t)
-    return cache[key]
+    """The strategy's run over the evaluation set (once per session), or a skip naming what is
+    missing."""
+    try:
+        return strategy_run(
+            workspace, case.model, case.precision or "fp32", case.strategy, t, cache
+        )
+    except BackendUnavailable as exc:
+        pytest.skip(f"[{case.id}] {exc}")
 
 
-@pytest.mark.exitgate_cases(precision=True, paths=("exit_always", "exit_never", "exit_default"),
-                            strategies=("fused", "split_host", "split_graph"))  # fmt: skip
+@pytest.mark.exitgate_cases(
+    precision=True,
+    paths=("exit_always", "exit_never", "exit_default"),
+    strategies=("fused", "split_host", "split_graph"),
+)
 def test_strategy_exit_flag_and_correctness(
     case: Case, prepared: Prepared, workspace: Workspace, strategy_cache: dict, record
 ) -> None:
@@ -69,12 +87,22 @@ def test_strategy_exit_flag_and_correctness(
         fused = workspace.candidate(case.model, precision, t)
         same_flag = bool(np.array_equal(fused.flag, got.flag))
         diff = float(np.abs(fused.probs - got.probs).max())
-        record("strategy_vs_fused", {"strategy": case.strategy, "flags_equal": same_flag,
-                                     "max_abs_diff": diff, "identical": same_flag and diff == 0})  # fmt: skip
+        record(
+            "strategy_vs_fused",
+            {
+                "strategy": case.strategy,
+                "flags_equal": same_flag,
+                "max_abs_diff": diff,
+                "identical": same_flag and diff == 0,
+            },
+        )
         atol = profile.tol(precision, "atol")
         if not same_flag or diff > atol:
-            fail(case, f"{case.strategy} differs from the fused engine: flags equal {same_flag}, "
-                        f"max |diff| {diff:.3g} (atol {atol:g})")  # fmt: skip
+            fail(
+                case,
+                f"{case.strategy} differs from the fused engine: flags equal {same_flag}, "
+                f"max |diff| {diff:.3g} (atol {atol:g})",
+            )
 
 
 # ---- latency: fused vs split_host vs split_graph vs the no-exit twin ----
@@ -82,21 +110,24 @@ def test_strategy_exit_flag_and_correctness(
 
 @pytest.mark.serial
 @pytest.mark.gpu
-@pytest.mark.exitgate_cases(models="zoo", precision=True,
-                            paths=("exit_always", "exit_never", "exit_default"))  # fmt: skip
+@pytest.mark.exitgate_cases(
+    models="zoo", precision=True, paths=("exit_always", "exit_never", "exit_default")
+)
 def test_strategy_latency(
     case: Case, prepared: Prepared, workspace: Workspace, strategy_cache: dict, record
 ) -> None:
     __tracebackhide__ = True
-    from fixtures import cuda, timing
 
     backend = workspace.settings.backend
     reason = cuda.available()
     if reason:
         pytest.skip(f"[{case.id}] the strategy latency comparison needs a GPU: {reason}")
-    if backend not in ("torch", "tensorrt"):
-        pytest.skip(f"[{case.id}] split engines with device halves exist for --backend=torch "
-                    f"and tensorrt ({strategy_unavailable(backend, 'split_graph') or backend})")  # fmt: skip
+    if not has_device_splits(backend):
+        pytest.skip(
+            f"[{case.id}] split engines with device halves exist for "
+            f"{device_split_backends()} "
+            f"({strategy_unavailable(backend, 'split_graph') or backend})"
+        )
     precision = case.precision or "fp32"
     feeds = prepared.feed(prepared.threshold_for(case.path))
     engines, notes = {}, {}
@@ -110,19 +141,13 @@ def test_strategy_latency(
             engines[s] = strategy_engine(workspace, case.model, precision, s, strategy_cache)
         except BackendUnavailable as exc:
             notes[s] = str(exc)
-    stream = cuda.Stream()
-    closers: list = []
-    try:
-        launchers, how = {}, {}
+    with timing.Launchers() as launchers:
         for label, e in engines.items():
-            launchers[label], how[label], close = timing.device_launcher(e, feeds, stream)
-            closers.append(close)
-        labels, med = timing.interleaved_medians(launchers, stream, rounds=ROUNDS, k=K)
-    finally:
-        stream.synchronize()
-        for close in closers:
-            close()
-        stream.close()
+            launchers.add(label, e, feeds)
+        labels, med = timing.interleaved_medians(
+            launchers.fns, launchers.stream, rounds=ROUNDS, k=K
+        )
+    how = launchers.how
     ms = {lab: float(np.median(med[:, i])) for i, lab in enumerate(labels)}
     facts = {"medians_ms": ms, "launch": how, "unavailable": notes, "path": case.path}
     if "split_graph" in ms:
@@ -138,8 +163,9 @@ def test_strategy_latency(
         gate = ordering_gate(med, labels, [("plain", "split_graph")], delta_inv=slowdown)[0]
     if gate is not None:
         facts["gate"] = gate.describe()
-    line = ", ".join(f"{lab} {ms[lab]:.3f} ms" + ("" if how[lab] == "graph" else " (no graph)")
-                     for lab in ms)  # fmt: skip
+    line = ", ".join(
+        f"{lab} {ms[lab]:.3f} ms" + ("" if how[lab] == "graph" else " (no graph)") for lab in ms
+    )
     if "twin_over_split_graph" in facts:
         line += f"; twin/split_graph {facts['twin_over_split_graph']:.2f}x"
     if gate is not None:
@@ -151,8 +177,14 @@ def test_strategy_latency(
     if gate is None:
         return
     if case.path == "exit_always" and gate.verdict != Verdict.HOLDS:
-        fail(case, f"split_graph at exit_always is not at least {speedup:g}x as fast as the "
-                    f"no-exit twin's graph: {gate.describe()}; medians {ms}")  # fmt: skip
+        fail(
+            case,
+            f"split_graph at exit_always is not at least {speedup:g}x as fast as the "
+            f"no-exit twin's graph: {gate.describe()}; medians {ms}",
+        )
     if case.path == "exit_never" and gate.verdict == Verdict.INVERTED:
-        fail(case, f"split_graph at exit_never is more than {slowdown:.0%} slower than "
-                    f"the no-exit twin's graph: {gate.describe()}; medians {ms}")  # fmt: skip
+        fail(
+            case,
+            f"split_graph at exit_never is more than {slowdown:.0%} slower than "
+            f"the no-exit twin's graph: {gate.describe()}; medians {ms}",
+        )

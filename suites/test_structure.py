@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import pytest
 
+from fixtures.backends.base import BackendUnavailable
+from fixtures.backends.tensorrt.compat import TrtParseError, inspect_onnx
 from fixtures.cases import Case
 from fixtures.workspace import Prepared, PrepareError, Workspace
 from models.structure import ModelFileError
+
+pytestmark = pytest.mark.exitgate_family("structure", order=10)
 
 
 @pytest.mark.exitgate_cases()
@@ -39,17 +43,12 @@ def test_tensorrt_keeps_conditional(case: Case, prepared: Prepared, workspace: W
     """TensorRT's parser must import the If as CONDITION / CONDITIONAL_* layers (a constant or
     traced-away condition leaves none: the model would never exit on the device)."""
     __tracebackhide__ = True
-    trt_backend = pytest.importorskip(
-        "fixtures.backends.tensorrt", reason="the TensorRT backend module is not available"
-    )
-    from fixtures.backends.base import BackendUnavailable
-
     try:
         onnx = workspace.onnx_for(prepared, case.precision or "fp32")
-        summary = trt_backend.inspect_onnx(onnx, strong=True)
+        summary = inspect_onnx(onnx, strong=True)
     except BackendUnavailable as exc:
         pytest.skip(f"[{case.id}] {exc}")
-    except trt_backend.TrtParseError as exc:
+    except TrtParseError as exc:
         pytest.fail(f"[{case.id}] TensorRT could not parse the model:\n{exc}", pytrace=False)
     cond = summary["conditional_layers"]
     if not cond.get("CONDITION"):

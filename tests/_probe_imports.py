@@ -2,7 +2,7 @@
 
 import sys
 
-HEAVY = ("torch", "tensorrt", "tensorrt_rtx", "onnxruntime", "polygraphy", "matplotlib")
+HEAVY = ("torch", "tensorrt", "tensorrt_rtx", "onnxruntime", "matplotlib")
 
 
 def pytest_collection_finish(session) -> None:

@@ -22,8 +22,16 @@ def tf2onnx_like(model: onnx.ModelProto, threshold: float = 0.9) -> onnx.ModelPr
     n, c, h, w = (d.dim_value for d in dims)
     for d, v in zip(dims, (n, h, w, c), strict=True):
         d.dim_value = v
-    g.node.insert(0, helper.make_node("Transpose", ["input_1"], ["input"], perm=[0, 3, 1, 2],
-                                      name="StatefulPartitionedCall/transpose"))  # fmt: skip
+    g.node.insert(
+        0,
+        helper.make_node(
+            "Transpose",
+            ["input_1"],
+            ["input"],
+            perm=[0, 3, 1, 2],
+            name="StatefulPartitionedCall/transpose",
+        ),
+    )
     thr = next(i for i in g.input if i.name == "threshold")
     g.input.remove(thr)
     g.initializer.append(numpy_helper.from_array(np.array([threshold], np.float32), "threshold"))

@@ -14,8 +14,10 @@ REPO = Path(__file__).resolve().parent.parent
 def run_suite(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch):
     """``run_suite(*args)``: pytest in a subprocess, rooted at this repository, sharing its cache."""
     monkeypatch.setenv("PYTHONPATH", str(REPO))
-    monkeypatch.setenv("EXITGATE_CACHE_DIR", os.environ.get(
-        "EXITGATE_CACHE_DIR", str(REPO / ".cache" / "exitgate")))  # fmt: skip
+    monkeypatch.setenv(
+        "EXITGATE_CACHE_DIR",
+        os.environ.get("EXITGATE_CACHE_DIR", str(REPO / ".cache" / "exitgate")),
+    )
 
     # the suites' run summary goes to the test's own folder, never over reports/latest
     monkeypatch.setenv("EXITGATE_REPORT_DIR", str(pytester.path / "report"))
@@ -37,8 +39,16 @@ def run_inprocess(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch):
 
     def run(*args: str) -> pytest.RunResult:
         return pytester.runpytest_inprocess(
-            "--rootdir", str(REPO), "-c", str(REPO / "pyproject.toml"), "-p", "no:randomly",
-            str(REPO / "suites" / "test_structure.py"), "--collect-only", "-q", *args,
-        )  # fmt: skip
+            "--rootdir",
+            str(REPO),
+            "-c",
+            str(REPO / "pyproject.toml"),
+            "-p",
+            "no:randomly",
+            str(REPO / "suites" / "test_structure.py"),
+            "--collect-only",
+            "-q",
+            *args,
+        )
 
     return run

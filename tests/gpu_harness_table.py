@@ -3,9 +3,9 @@
     python -m tests.gpu_harness_table [--twins resnet8,resnet56,alexnet] [--precisions fp32,fp16]
 
 For each zoo no-exit twin (torch backend, channels_last, replayed from a CUDA graph, the way the
-suites time it through ``fixtures.timing.device_launcher``) it prints:
+suites time it through ``fixtures.measure.timing.device_launcher``) it prints:
 
-- **harness**: median GPU compute time of ``fixtures.timing.time_device`` (trtexec's loop: work
+- **harness**: median GPU compute time of ``fixtures.measure.timing.time_device`` (trtexec's loop: work
   queued ahead of the GPU, an event pair per inference);
 - **back-to-back**: CUDA events around N graph replays launched back to back, divided by N (the
   median of several such runs): an independent figure of the GPU's time per inference;
@@ -29,7 +29,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fixtures import cuda, timing
+from fixtures.backends.torch import engine as torch_backend
+from fixtures.gpu import cuda
+from fixtures.measure import timing
 
 TWINS = ("resnet8", "resnet56", "alexnet")
 PRECISIONS = ("fp32", "fp16")
@@ -65,15 +67,14 @@ class TwinTiming:
 def twin_launcher(twin: str, precision: str, stream: cuda.Stream):
     """``(launch, how, close)`` for the zoo twin ``twin`` on the torch backend (CUDA), as the
     timing suites build it. Raises BackendUnavailable (or OSError: weights missing)."""
-    from fixtures.backends import torch as torch_backend
-
     engine = torch_backend.build(None, precision, zoo_model=twin, variant="plain", device="cuda")
     image = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
     return timing.device_launcher(engine, {"input": image}, stream)
 
 
-def back_to_back_ms(launch, stream: cuda.Stream, n: int = BACK_TO_BACK,
-                    runs: int = BACK_TO_BACK_RUNS) -> float:  # fmt: skip
+def back_to_back_ms(
+    launch, stream: cuda.Stream, n: int = BACK_TO_BACK, runs: int = BACK_TO_BACK_RUNS
+) -> float:
     """Median over ``runs`` of: events around ``n`` launches queued back to back, / n. A few
     launches are queued first, so the start event is reached with the GPU already busy."""
     start, end = cuda.Event(), cuda.Event()
@@ -112,13 +113,13 @@ def synced_ms(launch, stream: cuda.Stream, n: int = 500) -> float:
     return float(np.median(out))
 
 
-def cupti_busy_ms(torch, launch, stream: cuda.Stream, n: int = PROFILED) -> tuple[float, float]:
-    """``(busy ms per replay, activities per replay)`` from torch.profiler's CUPTI records: the
-    union of the device intervals of kernels, memcpy and memset over ``n`` replays, / n."""
-    from torch.autograd import DeviceType
+def profiled(launch, stream: cuda.Stream, n: int, warm: int = 5):
+    """torch.profiler (CUPTI) over ``n`` replays of ``launch`` after ``warm`` untimed ones: the
+    finished profiler, for its ``events()`` or ``export_chrome_trace``. Profile after timing, never
+    before: a profiler pass leaves the GPU slower for a while (README, What an exit is worth)."""
     from torch.profiler import ProfilerActivity, profile
 
-    for _ in range(10):
+    for _ in range(warm):
         launch()
     stream.synchronize()
     with warnings.catch_warnings():  # torch 2.11 warns on entry that events are cleared per cycle
@@ -127,6 +128,15 @@ def cupti_busy_ms(torch, launch, stream: cuda.Stream, n: int = PROFILED) -> tupl
             for _ in range(n):
                 launch()
             stream.synchronize()
+    return prof
+
+
+def cupti_busy_ms(torch, launch, stream: cuda.Stream, n: int = PROFILED) -> tuple[float, float]:
+    """``(busy ms per replay, activities per replay)`` from torch.profiler's CUPTI records: the
+    union of the device intervals of kernels, memcpy and memset over ``n`` replays, / n."""
+    from torch.autograd import DeviceType
+
+    prof = profiled(launch, stream, n, warm=10)
     spans = sorted(
         (e.time_range.start, e.time_range.end)
         for e in prof.events()
@@ -153,8 +163,9 @@ def cupti_busy_ms(torch, launch, stream: cuda.Stream, n: int = PROFILED) -> tupl
 def measure_twin(torch, twin: str, precision: str, stream: cuda.Stream) -> TwinTiming:
     launch, how, close = twin_launcher(twin, precision, stream)
     try:
-        t = timing.time_device(lambda _h: launch(), stream, warmup_ms=500, repeat_ms=1000,
-                               host_iters=300)  # fmt: skip
+        t = timing.time_device(
+            lambda _h: launch(), stream, warmup_ms=500, repeat_ms=1000, host_iters=300
+        )
         b2b = back_to_back_ms(launch, stream)
         cupti_error = None
         try:
@@ -166,9 +177,20 @@ def measure_twin(torch, twin: str, precision: str, stream: cuda.Stream) -> TwinT
         stream.synchronize()
         close()
     host = t.host_latency
-    return TwinTiming(twin, precision, how, t.gpu_compute.median, b2b, busy, old,
-                      t.enqueue.median, host.median if host else float("nan"), kernels,
-                      t.gpu_compute.cv, cupti_error)  # fmt: skip
+    return TwinTiming(
+        twin,
+        precision,
+        how,
+        t.gpu_compute.median,
+        b2b,
+        busy,
+        old,
+        t.enqueue.median,
+        host.median if host else float("nan"),
+        kernels,
+        t.gpu_compute.cv,
+        cupti_error,
+    )
 
 
 def table(rows: list[TwinTiming]) -> str:
@@ -188,8 +210,9 @@ def table(rows: list[TwinTiming]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tests.gpu_harness_table",
-                                 description=__doc__.split("\n")[0])  # fmt: skip
+    ap = argparse.ArgumentParser(
+        prog="python -m tests.gpu_harness_table", description=__doc__.split("\n")[0]
+    )
     ap.add_argument("--twins", default=",".join(TWINS))
     ap.add_argument("--precisions", default=",".join(PRECISIONS))
     args = ap.parse_args(argv)
@@ -212,8 +235,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"measured {twin} {precision}", flush=True)
     finally:
         stream.close()
-    print(f"\n{name}, torch {torch.__version__}, cuda-bindings {cuda.bindings().version}, "
-          f"queue depth {timing.DEFAULT_DEPTH}\n")  # fmt: skip
+    print(
+        f"\n{name}, torch {torch.__version__}, cuda-bindings {cuda.bindings().version}, "
+        f"queue depth {timing.DEFAULT_DEPTH}\n"
+    )
     print(table(rows))
     for r in rows:
         if r.cupti_error:

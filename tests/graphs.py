@@ -12,6 +12,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from models.probe import settle as settle_model
+from models.structure import analyze
+
 C = 10
 
 
@@ -95,8 +98,10 @@ def build(spec: Spec) -> onnx.ModelProto:
             nodes.append(helper.make_node("Identity", ["cmp_s"], ["cond"]))
     outputs = []
     if not spec.with_if:  # traced-away exit: always the deep branch
-        nodes += [helper.make_node("MatMul", ["feats", "w_deep"], ["dl"]),
-                  helper.make_node("Softmax", ["dl"], ["probs"], axis=1)]  # fmt: skip
+        nodes += [
+            helper.make_node("MatMul", ["feats", "w_deep"], ["dl"]),
+            helper.make_node("Softmax", ["dl"], ["probs"], axis=1),
+        ]
         outputs = [helper.make_tensor_value_info("probs", TensorProto.FLOAT, [1, C])]
         return _model(nodes, inputs, outputs, inits, spec.opset)
 
@@ -106,8 +111,10 @@ def build(spec: Spec) -> onnx.ModelProto:
         bn = []
         if deep:
             w = "w_deep" if width == C else "w_deep_wide"
-            bn += [helper.make_node("MatMul", ["feats", w], [p + "logits"]),
-                   helper.make_node("Softmax", [p + "logits"], [p + "probs"], axis=1)]  # fmt: skip
+            bn += [
+                helper.make_node("MatMul", ["feats", w], [p + "logits"]),
+                helper.make_node("Softmax", [p + "logits"], [p + "probs"], axis=1),
+            ]
         else:
             bn.append(helper.make_node("Identity", ["exit_probs"], [p + "probs"]))
         flag = helper.make_tensor(p + "flagv", TensorProto.FLOAT, [1, 1], [1.0 if deep else 0.0])
@@ -119,8 +126,16 @@ def build(spec: Spec) -> onnx.ModelProto:
                 helper.make_tensor_value_info(p + "probs", TensorProto.FLOAT, [bdim, width])
             )
             if spec.layout == "scalar":
-                bn.append(helper.make_node("Constant", [], [p + "flag0"], value=helper.make_tensor(
-                    p + "flag0v", TensorProto.FLOAT, [], [1.0 if deep else 0.0])))  # fmt: skip
+                bn.append(
+                    helper.make_node(
+                        "Constant",
+                        [],
+                        [p + "flag0"],
+                        value=helper.make_tensor(
+                            p + "flag0v", TensorProto.FLOAT, [], [1.0 if deep else 0.0]
+                        ),
+                    )
+                )
                 outs.append(helper.make_tensor_value_info(p + "flag0", TensorProto.FLOAT, []))
             return helper.make_graph(bn, name, [], outs)
         if spec.flag_outside:
@@ -131,8 +146,10 @@ def build(spec: Spec) -> onnx.ModelProto:
                 helper.make_tensor_value_info(p + "out", TensorProto.FLOAT, [bdim, width + 1])
             )
         else:
-            outs += [helper.make_tensor_value_info(p + "probs", TensorProto.FLOAT, [1, width]),
-                     helper.make_tensor_value_info(p + "flag", TensorProto.FLOAT, [1, 1])]  # fmt: skip
+            outs += [
+                helper.make_tensor_value_info(p + "probs", TensorProto.FLOAT, [1, width]),
+                helper.make_tensor_value_info(p + "flag", TensorProto.FLOAT, [1, 1]),
+            ]
         return helper.make_graph(bn, name, [], outs)
 
     if spec.branch_mismatch:
@@ -145,11 +162,15 @@ def build(spec: Spec) -> onnx.ModelProto:
         nodes.append(
             helper.make_node("If", ["cond"], ["probs"], then_branch=then_g, else_branch=else_g)
         )
-        nodes += [helper.make_node("Cast", ["cond"], ["cond_f"], to=TensorProto.FLOAT),
-                  helper.make_node("Reshape", ["cond_f", "flag_shape"], ["exit_flag"])]  # fmt: skip
+        nodes += [
+            helper.make_node("Cast", ["cond"], ["cond_f"], to=TensorProto.FLOAT),
+            helper.make_node("Reshape", ["cond_f", "flag_shape"], ["exit_flag"]),
+        ]
         inits.append(numpy_helper.from_array(np.array([1, 1], np.int64), "flag_shape"))
-        outputs = [helper.make_tensor_value_info("probs", TensorProto.FLOAT, [1, C]),
-                   helper.make_tensor_value_info("exit_flag", TensorProto.FLOAT, [1, 1])]  # fmt: skip
+        outputs = [
+            helper.make_tensor_value_info("probs", TensorProto.FLOAT, [1, C]),
+            helper.make_tensor_value_info("exit_flag", TensorProto.FLOAT, [1, 1]),
+        ]
     elif spec.layout in ("none", "scalar"):
         names = ["probs"] if spec.layout == "none" else ["probs", "exit_flag"]
         nodes.append(
@@ -164,10 +185,15 @@ def build(spec: Spec) -> onnx.ModelProto:
         )
         outputs = [helper.make_tensor_value_info("output", TensorProto.FLOAT, [n, C + 1])]
     else:
-        nodes.append(helper.make_node("If", ["cond"], ["probs", "exit_flag"], then_branch=then_g,
-                                      else_branch=else_g))  # fmt: skip
-        outputs = [helper.make_tensor_value_info("probs", TensorProto.FLOAT, [1, C]),
-                   helper.make_tensor_value_info("exit_flag", TensorProto.FLOAT, [1, 1])]  # fmt: skip
+        nodes.append(
+            helper.make_node(
+                "If", ["cond"], ["probs", "exit_flag"], then_branch=then_g, else_branch=else_g
+            )
+        )
+        outputs = [
+            helper.make_tensor_value_info("probs", TensorProto.FLOAT, [1, C]),
+            helper.make_tensor_value_info("exit_flag", TensorProto.FLOAT, [1, 1]),
+        ]
     return _model(nodes, inputs, outputs, inits, spec.opset)
 
 
@@ -181,16 +207,13 @@ def _model(nodes, inputs, outputs, inits, opset: int) -> onnx.ModelProto:
 
 
 def settle(model: onnx.ModelProto, default: float = 0.5, n: int = 4, **opts):
-    """Static analysis, the drivable rewrite and the probe, as the suite does them:
-    (drivable model, settled analysis, exit paths)."""
-    from models.probe import probe
-    from models.structure import analyze, drivable
-
+    """Static analysis, then :func:`models.probe.settle` (the drivable rewrite and the probe) on
+    ``n`` random images, as the suite does them: (drivable model, settled analysis, exit paths)."""
     a = analyze(model, "g", **opts)
     assert a.ok and not a.undetermined, a.explain()
-    m = drivable(model, a)
-    a = analyze(m, "g", **{k: v for k, v in opts.items() if k != "threshold"})
-    shape = [int(d) for d in a.image_shape[1:]]  # type: ignore[index]
-    images = np.random.default_rng(0).standard_normal((n, *shape)).astype(np.float32)
-    settled, paths = probe(m, a, list(images), default)
-    return m, settled, paths
+    c, h, w = (int(d) for d in a.image_shape[1:])  # type: ignore[index]
+    if a.image_layout == "NHWC":
+        h, w, c = c, h, w
+    images = np.random.default_rng(0).standard_normal((n, c, h, w)).astype(np.float32)
+    s = settle_model(model, a, list(images), default)
+    return s.model, s.analysis, s.paths

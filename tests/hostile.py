@@ -16,7 +16,7 @@ ZOO = ("--zoo=resnet8", "--layout=concat", "--samples=16")
 CPU_PROFILE = (REPO / "fixtures" / "profiles" / "cpu.toml").read_text()
 OTHER_UID = 12345
 AS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
-NEEDS_ROOT = "planting a file owned by another uid needs root (os.chown); run the self-tests as root (e.g. in a container) to cover it"  # fmt: skip
+NEEDS_ROOT = "planting a file owned by another uid needs root (os.chown); run the self-tests as root (e.g. in a container) to cover it"
 KEY = {"what": "hostile", "v": 1}
 PAYLOAD = b"p" * 4096
 #: a clean failure: the message (one line, or a short list such as TensorRT's parser errors) and
@@ -49,8 +49,12 @@ def failure_sections(out: str) -> dict[str, list[str]]:
 
 
 def assert_clean(out: str) -> dict[str, list[str]]:
-    for noise in ("Traceback", "During handling of the above exception",
-                  "The above exception was the direct cause", "INTERNALERROR"):  # fmt: skip
+    for noise in (
+        "Traceback",
+        "During handling of the above exception",
+        "The above exception was the direct cause",
+        "INTERNALERROR",
+    ):
         assert noise not in out, f"{noise!r} in:\n{out}"
     sections = failure_sections(out)
     assert sections, out

@@ -3,7 +3,7 @@
     python -m tests.simulate_gates                 # 1000 trials a cell (about two minutes)
     python -m tests.simulate_gates --trials 300    # quicker
 
-1. The **in-run ordering gate** (``fixtures.stats.SequentialGate``, as ``suites/test_latency.py``
+1. The **in-run ordering gate** (``fixtures.measure.stats.SequentialGate``, as ``suites/test_latency.py``
    drives it): FP32, FP16 and INT8 engines interleaved in randomised order per round, one block
    estimate of k = 20 inferences per engine and round (Hodges-Lehmann, ``block_hodges_lehmann``;
    block medians for contrast), looks at 40 / 80 / 120 rounds.
@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fixtures.stats import SequentialGate, SequentialPlan, block_hodges_lehmann
+from fixtures.measure.stats import SequentialGate, SequentialPlan, block_hodges_lehmann
 from reports.compare import DEFAULTS, decide
 
 K = 20
@@ -238,14 +238,29 @@ def compare_cell(
 ) -> CompareRates:
     """Compare run(s) of a test at 1.0 ms with run(s) at ``truth`` ms; ``runs`` per side pooled."""
     noise = Noise(cov=cov)
-    a = np.concatenate([run_blocks(rng, trials, 1.0, blocks=blocks, noise=noise, offset=offset)
-                        for _ in range(runs)], axis=1)  # fmt: skip
-    b = np.concatenate([run_blocks(rng, trials, truth, blocks=blocks, noise=noise, offset=offset)
-                        for _ in range(runs)], axis=1)  # fmt: skip
+    a = np.concatenate(
+        [
+            run_blocks(rng, trials, 1.0, blocks=blocks, noise=noise, offset=offset)
+            for _ in range(runs)
+        ],
+        axis=1,
+    )
+    b = np.concatenate(
+        [
+            run_blocks(rng, trials, truth, blocks=blocks, noise=noise, offset=offset)
+            for _ in range(runs)
+        ],
+        axis=1,
+    )
     v = decide(np.log(a), np.log(b), runs_a=runs, runs_b=runs, alpha=alpha, run_noise=run_noise)
     v = v["verdict"]
-    return CompareRates(float((v == 1).mean()), float((v == -1).mean()), float((v == 0).mean()),
-                        float((v == 2).mean()), trials)  # fmt: skip
+    return CompareRates(
+        float((v == 1).mean()),
+        float((v == -1).mean()),
+        float((v == 0).mean()),
+        float((v == 2).mean()),
+        trials,
+    )
 
 
 def summary_cell(
@@ -269,59 +284,93 @@ def _pct(x: float) -> str:
 def gate_table(trials: int, seed: int) -> list[str]:
     rng = np.random.default_rng(seed)
     base = 0.30
-    rows = ["| truth (FP16 vs INT8) | CoV | family | HOLDS | INVERTED | INCONCLUSIVE | rounds "
-            "(mean) | target |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    rows = [
+        "| truth (FP16 vs INT8) | CoV | family | HOLDS | INVERTED | INCONCLUSIVE | rounds "
+        "(mean) | target |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     # A/A/A rows: HOLDS / INVERTED = runs with any pair so decided (all wrong), INCONCLUSIVE = runs
     # with no pair decided; other rows: the FP16/INT8 pair's verdicts
     cells = [
         ("A/A/A (three identical engines)", [base] * 3, "false INVERTED <= 1 %"),
-        ("INT8 4 % slower (a real inversion)", [1.3 * base, base, 1.04 * base],
-         "INVERTED >= 95 % (CoV 5 %), >= 90 % (CoV 10 %); never HOLDS"),
-        ("INT8 4 % faster (the ordering holds)", [1.3 * base, base, base / 1.04],
-         "never INVERTED"),
-    ]  # fmt: skip
+        (
+            "INT8 4 % slower (a real inversion)",
+            [1.3 * base, base, 1.04 * base],
+            "INVERTED >= 95 % (CoV 5 %), >= 90 % (CoV 10 %); never HOLDS",
+        ),
+        ("INT8 4 % faster (the ordering holds)", [1.3 * base, base, base / 1.04], "never INVERTED"),
+    ]
 
     def row(label: str, r: GateRates, cov: float, fam: int, target: str) -> str:
         if label.startswith("A/A"):
             h, i, inc = r.any_holds, r.any_inverted, r.all_inconclusive
         else:
             h, i, inc = r.holds[1], r.inverted[1], r.inconclusive[1]
-        return (f"| {label} | {cov:.0%} | {fam} | {_pct(h)} | {_pct(i)} | {_pct(inc)} | "
-                f"{r.mean_rounds[-1]:.0f} | {target} |")  # fmt: skip
+        return (
+            f"| {label} | {cov:.0%} | {fam} | {_pct(h)} | {_pct(i)} | {_pct(inc)} | "
+            f"{r.mean_rounds[-1]:.0f} | {target} |"
+        )
 
     for label, times, target in cells:
         for cov in (0.05, 0.10, 0.20):
             for fam in (2, 24):
-                rows.append(row(label, gate_cell(rng, trials, times, cov=cov, family_size=fam),
-                                cov, fam, target))  # fmt: skip
+                rows.append(
+                    row(
+                        label,
+                        gate_cell(rng, trials, times, cov=cov, family_size=fam),
+                        cov,
+                        fam,
+                        target,
+                    )
+                )
     inversion = [1.3 * base, base, 1.04 * base]
     # stress: five times the spikes and bursts of the model (5 % of inferences, 10 % of blocks)
     stress = Noise(cov=0.10, spike_prob=0.05, burst_prob=0.10)
     contrast = [
-        ("A/A/A, 5 % spikes + 10 % bursts", [base] * 3, stress, GATE_BLOCK, "false INVERTED <= 1 %"),
-        ("INT8 4 % slower, 5 % spikes + 10 % bursts", inversion, stress, GATE_BLOCK,
-         "(stress)"),
+        (
+            "A/A/A, 5 % spikes + 10 % bursts",
+            [base] * 3,
+            stress,
+            GATE_BLOCK,
+            "false INVERTED <= 1 %",
+        ),
+        ("INT8 4 % slower, 5 % spikes + 10 % bursts", inversion, stress, GATE_BLOCK, "(stress)"),
         ("the same, block medians", inversion, stress, block_median, "(stress, for contrast)"),
-        ("INT8 4 % slower, block medians (the gate before)", inversion, Noise(cov=0.10),
-         block_median, "for contrast"),
-    ]  # fmt: skip
+        (
+            "INT8 4 % slower, block medians (the gate before)",
+            inversion,
+            Noise(cov=0.10),
+            block_median,
+            "for contrast",
+        ),
+    ]
     for label, times, noise, block, target in contrast:
         for fam in (2, 24):
-            r = gate_cell(rng, trials, times, cov=noise.cov, family_size=fam, noise=noise,
-                          block=block)  # fmt: skip
+            r = gate_cell(
+                rng, trials, times, cov=noise.cov, family_size=fam, noise=noise, block=block
+            )
             rows.append(row(label, r, noise.cov, fam, target))
     old = SequentialPlan((30,), (1.0,))
     for cov in (0.05, 0.10):
         r = gate_cell(rng, trials, inversion, cov=cov, family_size=2, plan=old, block=block_median)
-        rows.append(row("INT8 4 % slower, first gate (30 rounds, one look, block medians)", r, cov,
-                        2, "for contrast"))  # fmt: skip
+        rows.append(
+            row(
+                "INT8 4 % slower, first gate (30 rounds, one look, block medians)",
+                r,
+                cov,
+                2,
+                "for contrast",
+            )
+        )
     return rows
 
 
 def compare_table(trials: int, seed: int) -> list[str]:
     rng = np.random.default_rng(seed + 1)
-    rows = ["| truth (B vs A) | CoV | runs per side | regressed | improved | same | unknown | "
-            "target |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    rows = [
+        "| truth (B vs A) | CoV | runs per side | regressed | improved | same | unknown | target |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     cells = [
         ("A/A, drift", 1.0, 0.05, 1, {}, "false regressed <= 1 %"),
         ("A/A, drift", 1.0, 0.10, 1, {}, "false regressed <= 1 %"),
@@ -331,22 +380,47 @@ def compare_table(trials: int, seed: int) -> list[str]:
         ("2 % regression", 1.02, 0.05, 1, {}, "(information)"),
         ("10 % improvement", 1 / 1.10, 0.10, 1, {}, "(information)"),
         ("A/A, drift, escalated", 1.0, 0.05, 3, {}, "(information: unknown resolves to same)"),
-        ("5 % regression, --alpha 0.01/36", 1.05, 0.05, 1, {"alpha": DEFAULTS.alpha / 36},
-         "(information: the price of a per-night error rate)"),
-        ("A/A, drift + unmodelled 1 % run offset", 1.0, 0.05, 1, {"offset": 0.01},
-         "(stress: calibrate --run-noise)"),
-        ("the same, --run-noise 0.0125", 1.0, 0.05, 1, {"offset": 0.01, "run_noise": 0.0125},
-         "(calibrated)"),
-    ]  # fmt: skip
+        (
+            "5 % regression, --alpha 0.01/36",
+            1.05,
+            0.05,
+            1,
+            {"alpha": DEFAULTS.alpha / 36},
+            "(information: the price of a per-night error rate)",
+        ),
+        (
+            "A/A, drift + unmodelled 1 % run offset",
+            1.0,
+            0.05,
+            1,
+            {"offset": 0.01},
+            "(stress: calibrate --run-noise)",
+        ),
+        (
+            "the same, --run-noise 0.0125",
+            1.0,
+            0.05,
+            1,
+            {"offset": 0.01, "run_noise": 0.0125},
+            "(calibrated)",
+        ),
+    ]
     for label, truth, cov, runs, kw, target in cells:
         r = compare_cell(rng, trials, truth, cov=cov, runs=runs, **kw)
-        rows.append(f"| {label} | {cov:.0%} | {runs} | {_pct(r.regressed)} | {_pct(r.improved)} | "
-                    f"{_pct(r.same)} | {_pct(r.unknown)} | {target} |")  # fmt: skip
-    for truth, cov, label in ((1.0, 0.05, "A/A, drift"), (1.10, 0.10, "10 % regression"),
-                              (1.05, 0.05, "5 % regression")):  # fmt: skip
+        rows.append(
+            f"| {label} | {cov:.0%} | {runs} | {_pct(r.regressed)} | {_pct(r.improved)} | "
+            f"{_pct(r.same)} | {_pct(r.unknown)} | {target} |"
+        )
+    for truth, cov, label in (
+        (1.0, 0.05, "A/A, drift"),
+        (1.10, 0.10, "10 % regression"),
+        (1.05, 0.05, "5 % regression"),
+    ):
         flagged = summary_cell(rng, trials, truth, cov=cov, threshold=DEFAULTS.threshold)
-        rows.append(f"| {label}, summary-only files (weak) | {cov:.0%} | 1 | {_pct(flagged)} | | | "
-                    f"{_pct(1 - flagged)} | for contrast |")  # fmt: skip
+        rows.append(
+            f"| {label}, summary-only files (weak) | {cov:.0%} | 1 | {_pct(flagged)} | | | "
+            f"{_pct(1 - flagged)} | for contrast |"
+        )
     nights = trials
     a = np.log(run_blocks(rng, nights * 36, 1.0, noise=Noise(cov=0.05)))
     b = np.log(run_blocks(rng, nights * 36, 1.0, noise=Noise(cov=0.05)))
@@ -355,9 +429,11 @@ def compare_table(trials: int, seed: int) -> list[str]:
         (DEFAULTS.alpha / 36, "--alpha 0.01/36"),
     ):
         v = decide(a, b, alpha=alpha)["verdict"].reshape(nights, 36) == 1
-        rows.append(f"| A/A nights of 36 tests ({label}, {nights} nights) | 5 % | 1 | "
-                    f"{_pct(float(v.any(1).mean()))} of nights | | | | per test "
-                    f"{_pct(float(v.mean()))} |")  # fmt: skip
+        rows.append(
+            f"| A/A nights of 36 tests ({label}, {nights} nights) | 5 % | 1 | "
+            f"{_pct(float(v.any(1).mean()))} of nights | | | | per test "
+            f"{_pct(float(v.mean()))} |"
+        )
     return rows
 
 
@@ -369,13 +445,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
-    print(f"### Ordering gate ({args.trials} simulated runs a cell; looks at "
-          f"{'/'.join(map(str, GATE_PLAN.looks))} rounds, k = {K}, block Hodges-Lehmann, alpha 1 %, "
-          "minimum inversion 2 %)\n")  # fmt: skip
+    print(
+        f"### Ordering gate ({args.trials} simulated runs a cell; looks at "
+        f"{'/'.join(map(str, GATE_PLAN.looks))} rounds, k = {K}, block Hodges-Lehmann, alpha 1 %, "
+        "minimum inversion 2 %)\n"
+    )
     print("\n".join(gate_table(args.trials, args.seed)))
-    print(f"\n### Cross-run comparison ({args.trials} simulated comparisons a cell; "
-          f"{COMPARE_BLOCKS} blocks of k = {K} per run, alpha {DEFAULTS.alpha:.0%} per test, "
-          f"threshold {DEFAULTS.threshold:.0%}, run noise {DEFAULTS.run_noise:.2%})\n")  # fmt: skip
+    print(
+        f"\n### Cross-run comparison ({args.trials} simulated comparisons a cell; "
+        f"{COMPARE_BLOCKS} blocks of k = {K} per run, alpha {DEFAULTS.alpha:.0%} per test, "
+        f"threshold {DEFAULTS.threshold:.0%}, run noise {DEFAULTS.run_noise:.2%})\n"
+    )
     print("\n".join(compare_table(args.trials, args.seed)))
     print(f"\n({time.perf_counter() - t0:.0f} s)")
     return 0

@@ -15,6 +15,15 @@ from pathlib import Path
 
 import pytest
 
+from fixtures.backends.base import BackendUnavailable
+from fixtures.backends.tensorrt.build import build_plan
+from fixtures.backends.tensorrt.compat import import_tensorrt, inspect_onnx
+from models.__main__ import main
+from models.artifacts import ArtifactCache
+from models.calibration import calibration_images
+from models.graph import opset
+from models.precision import QDQ_MIN_OPSET, fp16_artifact, int8_artifact
+from models.structure import analyze, drivable, load_model
 from tests.conftest import REPO
 
 if sys.version_info >= (3, 11):
@@ -39,8 +48,6 @@ def _ids(entries: list[dict]) -> list[str]:
 
 
 def _analyze_cli(entry: dict, capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, str]]:
-    from models.__main__ import main
-
     args = ["analyze", str(CORPUS / entry["path"])]
     if "suite_threshold" in entry:
         args.append(f"--threshold={entry['suite_threshold']}")
@@ -105,8 +112,15 @@ def test_suite_passes_on_every_corpus_model(run_suite, tmp_path: Path) -> None:
     """`pytest suites/ --model=M` on onnxruntime at fp32, fp16 and int8, every good model (two
     xdist workers: the timing tests skip there, everything else runs)."""
     manifest = _manifest(GOOD, tmp_path / "corpus.toml")
-    result = run_suite(str(REPO / "suites"), f"--model={manifest}", "--precision=fp32,fp16,int8",
-                       "--samples=32", "-n", "2", "-q")  # fmt: skip
+    result = run_suite(
+        str(REPO / "suites"),
+        f"--model={manifest}",
+        "--precision=fp32,fp16,int8",
+        "--samples=32",
+        "-n",
+        "2",
+        "-q",
+    )
     outcomes = result.parseoutcomes()
     assert "failed" not in outcomes and "errors" not in outcomes, result.stdout.str()[-6000:]
     # per model: structure, 3 precisions x (3 exit paths + correctness + audit + ...)
@@ -116,8 +130,9 @@ def test_suite_passes_on_every_corpus_model(run_suite, tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_negative_controls_fail_the_structure_test_for_their_reason(run_suite, tmp_path) -> None:
     manifest = _manifest(BAD, tmp_path / "bad.toml")
-    result = run_suite(str(REPO / "suites" / "test_structure.py"), f"--model={manifest}",
-                       "-k", "exit_is_real")  # fmt: skip
+    result = run_suite(
+        str(REPO / "suites" / "test_structure.py"), f"--model={manifest}", "-k", "exit_is_real"
+    )
     outcomes = {k: v for k, v in result.parseoutcomes().items() if k != "deselected"}
     assert outcomes == {"failed": len(BAD)}, result.stdout.str()
     out = result.stdout.str()
@@ -129,8 +144,6 @@ def test_negative_controls_fail_the_structure_test_for_their_reason(run_suite, t
 
 @pytest.fixture(scope="module")
 def calibration():
-    from models.calibration import calibration_images
-
     return calibration_images(None)
 
 
@@ -141,12 +154,6 @@ def test_tensorrt_rtx_builds_every_precision_with_its_conditional(
 ) -> None:
     """The model as the suite prepares it (threshold input, dynamic dims pinned), in every
     precision, parses with CONDITION layers and builds on TensorRT-RTX's CPU builder."""
-    from fixtures.backends.base import BackendUnavailable
-    from fixtures.backends.tensorrt import build_plan, import_tensorrt, inspect_onnx
-    from models.artifacts import ArtifactCache
-    from models.precision import fp16_artifact, int8_artifact
-    from models.structure import analyze, drivable, load_model
-
     try:
         import_tensorrt()
     except BackendUnavailable as exc:
@@ -173,11 +180,6 @@ def test_int8_of_an_opset11_export_is_raised_to_opset13(tmp_path: Path, calibrat
     """Finding: tf2onnx still emits opset 11, where onnxruntime's per-channel quantizer writes a
     DequantizeLinear ``axis`` the checker refuses; the int8 artifact is made at opset 13."""
     import onnx
-
-    from models.artifacts import ArtifactCache
-    from models.graph import opset
-    from models.precision import QDQ_MIN_OPSET, int8_artifact
-    from models.structure import analyze, drivable, load_model
 
     (entry,) = [e for e in GOOD if e["name"] == "tf_function_ge_opset11"]
     model = load_model(CORPUS / entry["path"])

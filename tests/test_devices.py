@@ -7,8 +7,18 @@ import pytest
 from fixtures import devices
 from fixtures.devices import ProfileError, detect, load_profile, profile_names
 
-REQUIRED = {"orin-nano", "agx-orin", "orin-nx", "xavier-nx", "jetson-nano", "a100", "h100",
-            "h200", "rtx-4090", "cpu"}  # fmt: skip
+REQUIRED = {
+    "orin-nano",
+    "agx-orin",
+    "orin-nx",
+    "xavier-nx",
+    "jetson-nano",
+    "a100",
+    "h100",
+    "h200",
+    "rtx-4090",
+    "cpu",
+}
 
 
 def test_every_required_profile_exists_and_loads() -> None:
@@ -83,9 +93,16 @@ def test_malformed_profile_names_the_file_and_key(tmp_path) -> None:
 
 
 def _props(name: str, major: int, minor: int, gib: float, integrated: bool = False) -> dict:
-    return {"device": 0, "name": name, "compute_capability": f"{major}.{minor}", "major": major,
-            "minor": minor, "integrated": integrated, "total_memory": int(gib * 2**30),
-            "multiprocessors": 20}  # fmt: skip
+    return {
+        "device": 0,
+        "name": name,
+        "compute_capability": f"{major}.{minor}",
+        "major": major,
+        "minor": minor,
+        "integrated": integrated,
+        "total_memory": int(gib * 2**30),
+        "multiprocessors": 20,
+    }
 
 
 @pytest.mark.parametrize(

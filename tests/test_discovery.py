@@ -7,13 +7,11 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from models.probe import probe
 from models.structure import (
     EXITS_OUTPUT,
     SCORE_OUTPUT,
     ModelFileError,
     analyze,
-    drivable,
     load_model,
     reference_model,
     with_threshold_input,
@@ -30,11 +28,17 @@ def test_zoo_like_graph_is_fully_understood() -> None:
     a = analyze(build(Spec()), "g")
     assert a.ok and not a.undetermined
     assert (a.condition, a.threshold_input, a.compare_op, a.exit_branch) == (
-        "data_dependent", "threshold", "Greater", "then_branch"
-    )  # fmt: skip
+        "data_dependent",
+        "threshold",
+        "Greater",
+        "then_branch",
+    )
     assert (a.image_layout, a.criterion, a.exit_when, a.score_tensor) == (
-        "NCHW", "max_softmax", ">", "conf"
-    )  # fmt: skip
+        "NCHW",
+        "max_softmax",
+        ">",
+        "conf",
+    )
     _, s, paths = settle(build(Spec()))
     assert s.ok, s.explain()
     assert (s.layout, s.flag_output, s.num_classes) == ("concat", "output", 10)
@@ -65,8 +69,10 @@ def test_baked_constant_named_threshold_leaves_no_default_on_the_new_input() -> 
     driven = with_threshold_input(m, a)
     assert "threshold" in [i.name for i in driven.graph.input]
     assert "threshold" not in [t.name for t in driven.graph.initializer]
-    out = _run(driven, {"image": np.ones((1, 3, 4, 4), np.float32),
-                        "threshold": np.array([1.0], np.float32)})  # fmt: skip
+    out = _run(
+        driven,
+        {"image": np.ones((1, 3, 4, 4), np.float32), "threshold": np.array([1.0], np.float32)},
+    )
     assert out["output"][0, -1] == 1.0
 
 
@@ -85,8 +91,11 @@ def test_two_output_if_is_the_separate_layout() -> None:
     _, a, _ = settle(build(Spec(layout="separate")))
     assert a.ok
     assert (a.layout, a.flag_output, a.probs_output, a.num_classes) == (
-        "separate", "exit_flag", "probs", 10
-    )  # fmt: skip
+        "separate",
+        "exit_flag",
+        "probs",
+        10,
+    )
 
 
 @pytest.mark.parametrize(("layout", "flag"), [("none", None), ("scalar", "exit_flag")])
@@ -97,8 +106,11 @@ def test_flag_is_found_by_behaviour_not_by_position(layout: str, flag: str | Non
     assert a.ok, a.explain()
     want_layout = "none" if flag is None else "separate"
     assert (a.layout, a.flag_output, a.probs_output, a.num_classes) == (
-        want_layout, flag, "probs", 10
-    )  # fmt: skip
+        want_layout,
+        flag,
+        "probs",
+        10,
+    )
 
 
 @pytest.mark.parametrize("via", [("ReduceMax",), ("Reshape",), ("Cast",), ("ReduceMax", "Cast")])
@@ -152,8 +164,10 @@ def test_no_if_is_the_traced_exit() -> None:
     assert "torch.cond" in a.problems[0].message
 
 
-@pytest.mark.parametrize(("compare", "negate"), [("Less", False), ("Greater", True),
-                                                 ("GreaterOrEqual", False), ("Less", True)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("compare", "negate"),
+    [("Less", False), ("Greater", True), ("GreaterOrEqual", False), ("Less", True)],
+)
 def test_exit_branch_follows_the_comparison(compare: str, negate: bool) -> None:
     m = build(Spec(compare=compare, negate=negate))
     a = analyze(m, "g")
@@ -183,10 +197,73 @@ def test_flag_outside_the_if_is_a_problem() -> None:
 
 def test_layout_option_that_contradicts_the_model() -> None:
     m = build(Spec(layout="concat"))
-    a = analyze(m, "g", layout="separate")
-    s, _ = probe(drivable(m, a), a, list(np.ones((2, 3, 4, 4), np.float32)), 0.5)
+    _, s, _ = settle(m, layout="separate")
     assert [p.code for p in s.problems] == ["layout_mismatch"]
     assert "--flag-layout=separate does not match the model" in s.problems[0].message
+
+
+@pytest.mark.parametrize(
+    ("spec", "opts", "want"),
+    [
+        ("separate", {"flag_output": "exit_flag"}, ("separate", "exit_flag", "probs", 10)),
+        (
+            "concat",
+            {"flag_output": "output", "layout": "concat"},
+            ("concat", "output", "output", 10),
+        ),
+        ("separate", {"layout": "separate"}, ("separate", "exit_flag", "probs", 10)),
+        ("concat", {"layout": "none"}, ("none", None, "output", 11)),  # the flag column ignored
+    ],
+    ids=["flag", "flag_and_layout", "layout", "layout_none"],
+)
+def test_forced_flag_and_layout_that_match_the_model(spec: str, opts: dict, want: tuple) -> None:
+    _, a, _ = settle(build(Spec(layout=spec)), **opts)
+    assert a.ok, a.explain()
+    assert (a.layout, a.flag_output, a.probs_output, a.num_classes) == want
+
+
+@pytest.mark.parametrize(
+    ("spec", "opts", "code", "says"),
+    [
+        (
+            "separate",
+            {"flag_output": "probs"},
+            "flag_output_mismatch",
+            "flag_output='probs': forcing the branches does not make that output 0 (exit) and 1 (deep); "
+            "the flag is 'exit_flag' (separate layout)",
+        ),
+        ("none", {"flag_output": "probs"}, "flag_output_mismatch", "the model has no flag"),
+        (
+            "separate",
+            {"flag_output": "exit_flag", "layout": "concat"},
+            "layout_mismatch",
+            "--flag-layout=concat does not match the model: forcing the branches shows the separate "
+            "layout (flag 'exit_flag')",
+        ),
+        (
+            "separate",
+            {"flag_output": "exit_flag", "layout": "none"},
+            "layout_mismatch",
+            "--flag-layout=none does not match",
+        ),
+        (
+            "none",
+            {"layout": "separate"},
+            "layout_mismatch",
+            "shows the none layout (no flag output)",
+        ),
+    ],
+    ids=["not_the_flag", "no_flag", "flag_of_another_layout", "flag_with_none", "no_flag_layout"],
+)
+def test_forced_flag_or_layout_that_contradicts_the_model(
+    spec: str, opts: dict, code: str, says: str
+) -> None:
+    """Each forced option is checked against what running the forced branches shows; a named flag
+    fixes the layout, so a layout option that disagrees with it is refused too."""
+    _, a, paths = settle(build(Spec(layout=spec)), **opts)
+    assert [p.code for p in a.problems] == [code]
+    assert says in a.problems[0].message
+    assert paths == {}
     a = analyze(build(Spec(nhwc=True)), "g", input_layout="NCHW")
     assert any("--input-layout=NCHW does not match input 'image'" in p.message for p in a.problems)
 
@@ -251,15 +328,24 @@ def test_an_if_inside_a_loop_body_is_named_not_called_traced() -> None:
     body = onnx.helper.make_graph(
         [onnx.helper.make_node("Identity", ["cond_in"], ["cond_out"]), if_node],
         "body",
-        [onnx.helper.make_tensor_value_info("i", onnx.TensorProto.INT64, []),
-         onnx.helper.make_tensor_value_info("cond_in", onnx.TensorProto.BOOL, [])],
-        [onnx.helper.make_tensor_value_info("cond_out", onnx.TensorProto.BOOL, []),
-         onnx.helper.make_tensor_value_info("output", onnx.TensorProto.FLOAT, [1, 11])],
-    )  # fmt: skip
-    g.initializer.extend([onnx.numpy_helper.from_array(np.array(1, np.int64), "trips"),
-                          onnx.numpy_helper.from_array(np.array(True), "go")])  # fmt: skip
-    g.node.append(onnx.helper.make_node("Loop", ["trips", "go"], ["scanned"], body=body,
-                                        name="the_loop"))  # fmt: skip
+        [
+            onnx.helper.make_tensor_value_info("i", onnx.TensorProto.INT64, []),
+            onnx.helper.make_tensor_value_info("cond_in", onnx.TensorProto.BOOL, []),
+        ],
+        [
+            onnx.helper.make_tensor_value_info("cond_out", onnx.TensorProto.BOOL, []),
+            onnx.helper.make_tensor_value_info("output", onnx.TensorProto.FLOAT, [1, 11]),
+        ],
+    )
+    g.initializer.extend(
+        [
+            onnx.numpy_helper.from_array(np.array(1, np.int64), "trips"),
+            onnx.numpy_helper.from_array(np.array(True), "go"),
+        ]
+    )
+    g.node.append(
+        onnx.helper.make_node("Loop", ["trips", "go"], ["scanned"], body=body, name="the_loop")
+    )
     g.output[0].name = "scanned"
     a = analyze(m, "g")
     assert [p.code for p in a.problems] == ["nested_if"]

@@ -8,8 +8,8 @@ import onnxruntime as ort
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from models.probe import probe
-from models.structure import SCORE_OUTPUT, analyze, reference_model, with_threshold_input
+from models.probe import settle
+from models.structure import SCORE_OUTPUT, analyze, reference_model
 from tests.graphs import Spec, build
 
 specs = st.builds(
@@ -60,24 +60,26 @@ def test_discovery_never_crashes_and_classifies(s: Spec) -> None:
 
 # graphs whose exit is live: no constant or input-independent condition, no structural defect
 live_specs = specs.map(
-    lambda s: Spec(**{**s.__dict__, "condition": "data", "branch_mismatch": False,
-                      "flag_outside": False, "with_if": True})
-)  # fmt: skip
+    lambda s: Spec(
+        **{
+            **s.__dict__,
+            "condition": "data",
+            "branch_mismatch": False,
+            "flag_outside": False,
+            "with_if": True,
+        }
+    )
+)
 
 
 @settings(max_examples=60, deadline=None)
 @given(live_specs, st.floats(0.0, 1.0))
 def test_live_exits_are_driven_and_forced_correctly(s: Spec, t: float) -> None:
     m = build(s)
-    a = analyze(m, "random")
-    m = with_threshold_input(m, a)
-    a = analyze(m, "random")
-    image = (
-        np.random.default_rng(s.seed)
-        .standard_normal((4, 4, 3) if s.nhwc else (3, 4, 4))
-        .astype(np.float32)
-    )
-    a, paths = probe(m, a, [image, -image], 0.5)
+    x = np.random.default_rng(s.seed).standard_normal((3, 4, 4)).astype(np.float32)  # NCHW
+    settled = settle(m, analyze(m, "random"), [x, -x], 0.5)
+    m, a, paths = settled.model, settled.analysis, settled.paths
+    image = x.transpose(1, 2, 0) if s.nhwc else x  # the model's own layout
     assert a.ok, a.explain()
     assert a.layout == s.layout
     feeds = {"image": image[None], "threshold": np.array([t], np.float32)}

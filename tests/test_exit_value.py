@@ -10,8 +10,8 @@ import time
 import numpy as np
 import pytest
 
-from fixtures import timing
-from fixtures.stats import speedup_interval
+from fixtures.measure import timing
+from fixtures.measure.stats import speedup_interval
 from tests.conftest import REPO
 
 
@@ -64,8 +64,14 @@ def test_host_stream_latency_is_per_input_in_order() -> None:
 def test_suite_records_the_stream_and_the_tradeoff_on_onnxruntime(run_suite, pytester) -> None:
     """On a CPU (onnxruntime, host timing) the exit-value suite runs fused and the host split,
     against the no-exit twin, and the report gets its table and plot."""
-    result = run_suite(str(REPO / "suites" / "test_exit_value.py"), "--zoo=resnet8",
-                       "--layout=concat", "--samples=32", "-p", "no:xdist")  # fmt: skip
+    result = run_suite(
+        str(REPO / "suites" / "test_exit_value.py"),
+        "--zoo=resnet8",
+        "--layout=concat",
+        "--samples=32",
+        "-p",
+        "no:xdist",
+    )
     assert result.ret == 0, result.stdout.str()
     run = json.loads((pytester.path / "report" / "run.json").read_text())
     (test,) = [t for t in run["tests"].values() if "stream" in t.get("props", {})]
@@ -87,8 +93,13 @@ def test_a_run_where_no_strategy_runs_skips_and_still_writes_its_report(
 ) -> None:
     """--backend=tensorrt on a CPU: no engine runs, so the exit value is skipped with the reason
     (not a vacuous pass), and the report is still written (no empty plot panel breaks it)."""
-    result = run_suite(str(REPO / "suites" / "test_exit_value.py"), "--zoo=resnet8",
-                       "--layout=concat", "--samples=16", "--backend=tensorrt")  # fmt: skip
+    result = run_suite(
+        str(REPO / "suites" / "test_exit_value.py"),
+        "--zoo=resnet8",
+        "--layout=concat",
+        "--samples=16",
+        "--backend=tensorrt",
+    )
     assert result.ret == 0, result.stdout.str()
     assert result.parseoutcomes() == {"skipped": 1}, result.stdout.str()
     result.stdout.fnmatch_lines(["*no execution strategy runs here*"])

@@ -14,7 +14,13 @@ import contextlib
 import numpy as np
 import pytest
 
-from fixtures import cond_graph, cuda, stats, timing
+from fixtures.backends.base import BackendUnavailable
+from fixtures.backends.split import FEATS, StrategyEngine
+from fixtures.backends.torch.halves import torch_halves
+from fixtures.gpu import capturability, cond_graph, cuda
+from fixtures.measure import stats, timing
+from models.zoo import ZOO
+from tests.gpu_harness_table import measure_twin
 
 pytestmark = pytest.mark.gpu
 
@@ -97,11 +103,20 @@ class TorchEngine:
 def _convnet(torch):
     torch.manual_seed(0)
     nn = torch.nn
-    trunk = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 32, 3, padding=1,
-                          stride=2), nn.ReLU())  # fmt: skip
+    trunk = nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(16, 32, 3, padding=1, stride=2),
+        nn.ReLU(),
+    )
     head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10))
-    deep = nn.Sequential(nn.Conv2d(32, 64, 3, padding=1, stride=2), nn.ReLU(),
-                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10))  # fmt: skip
+    deep = nn.Sequential(
+        nn.Conv2d(32, 64, 3, padding=1, stride=2),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(64, 10),
+    )
     return trunk.cuda().eval(), head.cuda().eval(), deep.cuda().eval()
 
 
@@ -123,8 +138,9 @@ def test_event_gpu_time_agrees_with_host_latency(torch, stream, measure):
         return enqueue
 
     one = timing.time_device(sleep(SLEEP_CYCLES), stream, warmup_ms=100, repeat_ms=300)
-    two = timing.time_device(sleep(2 * SLEEP_CYCLES), stream, warmup_ms=50, repeat_ms=300,
-                             sync="spin")  # fmt: skip
+    two = timing.time_device(
+        sleep(2 * SLEEP_CYCLES), stream, warmup_ms=50, repeat_ms=300, sync="spin"
+    )
     for label, t in (("sleep1", one), ("sleep2_spin", two)):
         host = t.host_latency
         assert host is not None and host.n == t.n
@@ -207,8 +223,9 @@ def test_plain_convnet_captures_and_replays_match(torch, stream):
         eng.y.copy_(torch.softmax(deep(trunk(eng.x["input"])), 1))
 
     eng = TorchEngine(torch, forward, {"input": (1, 3, 32, 32)}, (1, 10))
-    verdict = cuda.check_capturable(eng, {"a": {"input": _image(1)}, "b": {"input": _image(2)}},
-                                    stream)  # fmt: skip
+    verdict = capturability.check_capturable(
+        eng, {"a": {"input": _image(1)}, "b": {"input": _image(2)}}, stream
+    )
     assert verdict.capturable, verdict.message
     assert verdict.replay_matches == {"a": True, "b": True}
     assert not verdict.notes, verdict.notes
@@ -229,8 +246,9 @@ def _exit_forward(torch, trunk, head, deep, host_flag=None):
                 cuda.Stream.wrap(h).synchronize()
             go_deep = bool(host_flag[0] > 0.5)
         if go_deep:
-            eng.y.copy_(torch.cat([torch.softmax(deep(feats), 1), torch.ones_like(p_exit[:, :1])],
-                                  1))  # fmt: skip
+            eng.y.copy_(
+                torch.cat([torch.softmax(deep(feats), 1), torch.ones_like(p_exit[:, :1])], 1)
+            )
         else:
             eng.y.copy_(torch.cat([p_exit, torch.zeros_like(p_exit[:, :1])], 1))
 
@@ -248,10 +266,14 @@ def _exit_paths():
 
 def test_eager_exit_with_host_sync_is_not_capturable(torch, stream):
     trunk, head, deep = _convnet(torch)
-    eng = TorchEngine(torch, _exit_forward(torch, trunk, head, deep),
-                      {"input": (1, 3, 32, 32), "threshold": (1,)}, (1, 11))  # fmt: skip
+    eng = TorchEngine(
+        torch,
+        _exit_forward(torch, trunk, head, deep),
+        {"input": (1, 3, 32, 32), "threshold": (1,)},
+        (1, 11),
+    )
     paths = _exit_paths()
-    verdict = cuda.check_capturable(eng, paths, stream)
+    verdict = capturability.check_capturable(eng, paths, stream)
     print(f"MEASURE eager_exit_verdict={verdict.message!r}")
     assert not verdict.capturable
     assert not verdict.captured, "a host sync under capture must invalidate the capture"
@@ -267,10 +289,14 @@ def test_eager_exit_with_host_sync_is_not_capturable(torch, stream):
 def test_frozen_branch_is_caught_by_per_path_replay(torch, stream):
     trunk, head, deep = _convnet(torch)
     host_flag = np.zeros(1, np.float32)  # pageable: the D2H copy is recorded, not run, in capture
-    eng = TorchEngine(torch, _exit_forward(torch, trunk, head, deep, host_flag),
-                      {"input": (1, 3, 32, 32), "threshold": (1,)}, (1, 11))  # fmt: skip
+    eng = TorchEngine(
+        torch,
+        _exit_forward(torch, trunk, head, deep, host_flag),
+        {"input": (1, 3, 32, 32), "threshold": (1,)},
+        (1, 11),
+    )
     eng.flag = torch.zeros(1, device="cuda")
-    verdict = cuda.check_capturable(eng, _exit_paths(), stream)
+    verdict = capturability.check_capturable(eng, _exit_paths(), stream)
     print(f"MEASURE frozen_branch_verdict={verdict.message!r}")
     assert verdict.captured, f"this engine should capture (with a frozen branch): {verdict.message}"
     assert not verdict.capturable
@@ -354,8 +380,13 @@ def test_split_graph_matches_eager_and_skips_the_body(torch, stream, measure):
             assert np.array_equal(exit_probs, exit_ref), f"threshold {thr}: trunk output differs"
             assert m.decision.item() == float(go_deep)
             if go_deep:
-                np.testing.assert_allclose(out, out_ref, rtol=1e-5, atol=1e-6,
-                                           err_msg="deep path: body output differs from eager")  # fmt: skip
+                np.testing.assert_allclose(
+                    out,
+                    out_ref,
+                    rtol=1e-5,
+                    atol=1e-6,
+                    err_msg="deep path: body output differs from eager",
+                )
                 measure("split_graph_deep_max_abs_diff", float(np.abs(out - out_ref).max()))
             else:
                 assert (out == sentinel).all(), "exit path: the body ran (output overwritten)"
@@ -375,8 +406,11 @@ def test_split_graph_matches_eager_and_skips_the_body(torch, stream, measure):
                     if go_deep:
                         m.body(h)
 
-                for name, fn in (("split_graph", sg.launch), ("split_host", sh.launch),
-                                 ("eager", eager)):  # fmt: skip
+                for name, fn in (
+                    ("split_graph", sg.launch),
+                    ("split_host", sh.launch),
+                    ("eager", eager),
+                ):
                     t = timing.time_device(fn, stream, warmup_ms=50, repeat_ms=200)
                     results[(name, label)] = t
                     measure(f"{name}_{label}_gpu_compute_ms", t.gpu_compute.median)
@@ -391,6 +425,104 @@ def test_split_graph_matches_eager_and_skips_the_body(torch, stream, measure):
     assert exit_ms < 0.5 * deep_ms, (
         f"split_graph exit {exit_ms:.4f} ms vs deep {deep_ms:.4f} ms: the untaken body seems to run"
     )
+
+
+@pytest.mark.serial
+def test_split_graph_condition_kernel_takes_the_decision(torch, stream):
+    """``decide=DeviceDecision``: a trunk that writes no decision; the condition kernel takes it from
+    the exit probabilities (max > threshold exits; NaN goes deep) and writes the exit flag."""
+    reason = cond_graph.conditional_support()
+    if reason:
+        pytest.skip(f"conditional graph nodes unavailable: {reason}")
+    m = SplitModel(torch)
+    reference = {}
+    for thr in (0.0, 1.0):  # the eager model, deciding on the host
+        m.set(thr, -7.0)
+        m.trunk(stream.handle)
+        m.body(stream.handle)
+        stream.synchronize()
+        reference[thr] = (m.exit_probs.cpu().numpy(), m.out.cpu().numpy())
+
+    def trunk_without_decision(h: int) -> None:
+        t = m.torch
+        with on(t, h):
+            m.feats.copy_(t.relu(m.x @ m.w1))
+            m.exit_probs.copy_(t.softmax(m.feats @ m.we, 1))
+
+    # SplitModel decides on the max over the whole batch: all its probabilities are the input
+    decide = cond_graph.DeviceDecision(
+        m.exit_probs.data_ptr(), m.exit_probs.numel(), m.thr.data_ptr()
+    )
+    sg = cond_graph.split_graph(
+        trunk_without_decision, m.decision.data_ptr(), m.body, stream, decide=decide
+    )
+    try:
+        for thr, go_deep in ((0.0, False), (1.0, True)):
+            m.set(thr, -7.0)
+            m.decision.fill_(0.25)  # neither flag: the kernel must write it
+            torch.cuda.synchronize()
+            sg.launch(stream)
+            stream.synchronize()
+            assert m.decision.item() == float(go_deep), f"threshold {thr}: exit flag not written"
+            exit_ref, out_ref = reference[thr]
+            assert np.array_equal(m.exit_probs.cpu().numpy(), exit_ref)
+            if go_deep:
+                np.testing.assert_allclose(m.out.cpu().numpy(), out_ref, rtol=1e-5, atol=1e-6)
+            else:
+                assert (m.out.cpu().numpy() == -7.0).all(), "exit path: the body ran"
+        # NaN probabilities go deep, as the fused model's `max > t` is false for NaN
+        m.set(0.0, -7.0)
+        m.x.fill_(float("nan"))
+        torch.cuda.synchronize()
+        sg.launch(stream)
+        stream.synchronize()
+        assert m.decision.item() == 1.0, "NaN probabilities must go deep"
+        assert not (m.out.cpu().numpy() == -7.0).all(), "NaN: the body did not run"
+    finally:
+        sg.close()
+    with pytest.raises(ValueError, match="n must be >= 1"):
+        cond_graph.DeviceDecision(m.exit_probs.data_ptr(), 0, m.thr.data_ptr())
+
+
+@pytest.mark.serial
+def test_torch_split_graph_decides_in_the_condition_kernel(torch):
+    """The torch split_graph hands the decision to the condition kernel (the trunk's capture has no
+    amax / > / where); split_host keeps the trunk's decision. Both give the same flag and
+    probabilities at every exit path: exits, never, NaN threshold, and the strict ``max > t`` at
+    ``t`` = the max itself (deep) and just below it (exit)."""
+    reason = cond_graph.conditional_support()
+    if reason:
+        pytest.skip(f"conditional graph nodes unavailable: {reason}")
+
+    img = _image(3)
+    engines = {
+        s: StrategyEngine(*torch_halves("resnet8", "concat", "fp32"), s, [FEATS])
+        for s in ("split_host", "split_graph")
+    }
+    try:
+
+        def run(strategy: str, t: float) -> np.ndarray:
+            return engines[strategy].run({"input": img, "threshold": np.array([t], np.float32)})[
+                "output"
+            ]
+
+        fixed = ((0.0, 0.0), (1.0, 1.0), (float("nan"), 1.0))
+        outs: dict[str, list[np.ndarray]] = {}
+        for s in engines:
+            top = np.float32(run(s, 0.0)[0, :-1].max())  # this engine's exit max probability
+            cases = (*fixed, (top, 1.0), (np.nextafter(top, np.float32(0)), 0.0))
+            outs[s] = []
+            for t, flag in cases:
+                out = run(s, t)
+                assert out[0, -1] == flag, f"{s} at threshold {t!r}: flag {out[0, -1]}, not {flag}"
+                outs[s].append(out)
+        for (t, _), host, dev in zip(fixed, outs["split_host"], outs["split_graph"], strict=False):
+            np.testing.assert_allclose(dev, host, rtol=1e-5, atol=1e-6, err_msg=f"threshold {t!r}")
+        assert engines["split_graph"].trunk.device_decision, "split_graph: the trunk still decides"
+        assert not engines["split_host"].trunk.device_decision, "split_host lost its decision"
+    finally:
+        for e in engines.values():
+            e.close()
 
 
 def test_condition_kernel_loads_from_cubin_and_ptx(torch):
@@ -420,9 +552,13 @@ def test_interleaved_medians_order_known_workloads(torch, stream, measure):
         return launch
 
     labels, med = timing.interleaved_medians(
-        {"fast": sleeper(100_000), "slow": sleeper(300_000)}, stream, rounds=12, k=20, seed=1,
+        {"fast": sleeper(100_000), "slow": sleeper(300_000)},
+        stream,
+        rounds=12,
+        k=20,
+        seed=1,
         warmup_ms=100,
-    )  # fmt: skip
+    )
     assert labels == ["fast", "slow"] and med.shape == (12, 2)
     (result,) = stats.ordering_gate(med, labels, [("slow", "fast")])
     measure("interleaved_fast_ms", float(np.median(med[:, 0])))
@@ -443,20 +579,19 @@ _TWIN_TIMINGS: dict = {}
 def twin_timing(torch, stream, request):
     """The measurements of tests/gpu_harness_table.py for one zoo twin and precision (cached:
     the two tests below share them)."""
-    from fixtures.backends.base import BackendUnavailable
-    from tests.gpu_harness_table import measure_twin
-
     key = request.node.callspec.params["twin"], request.node.callspec.params["precision"]
     if key not in _TWIN_TIMINGS:
         try:
             _TWIN_TIMINGS[key] = measure_twin(torch, *key, stream)
         except (BackendUnavailable, OSError) as exc:
-            pytest.skip(f"the zoo twin {key[0]} cannot run on the torch backend: {exc} "
-                        "(zoo weights: python -m models.train NAME)")  # fmt: skip
+            pytest.skip(
+                f"the zoo twin {key[0]} cannot run on the torch backend: {exc} "
+                "(zoo weights: python -m models.train NAME)"
+            )
     return _TWIN_TIMINGS[key]
 
 
-TWIN_CASES = [(t, p) for t in ("resnet8", "resnet56", "alexnet") for p in ("fp32", "fp16")]
+TWIN_CASES = [(t, p) for t in ZOO for p in ("fp32", "fp16")]
 
 
 @pytest.mark.serial

@@ -17,8 +17,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fixtures.cases import file_models
 from fixtures.errors import ORT_LOAD_ERRORS, USER_ERRORS
+from fixtures.workspace import build_once
 from models.artifacts import ArtifactCache
+from models.zoo import ZOO as SPECS
+from models.zoo import onnx_path
 from tests.conftest import REPO
 from tests.hostile import (
     CPU_PROFILE,
@@ -45,14 +49,17 @@ class _TwoArgs(Exception):
         super().__init__(f"{path}: {why}")
 
 
-@pytest.mark.parametrize("make", [
-    lambda: __import__("fixtures.workspace").workspace.PrepareError("m.onnx: bad model"),
-    lambda: _TwoArgs("m.onnx", "cannot be rebuilt from its args"),
-], ids=["prepare_error", "custom_init"])  # fmt: skip
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: __import__("fixtures.workspace").workspace.PrepareError("m.onnx: bad model"),
+        lambda: _TwoArgs("m.onnx", "cannot be rebuilt from its args"),
+    ],
+    ids=["prepare_error", "custom_init"],
+)
 def test_cached_failure_is_raised_fresh_each_time(make) -> None:
     """Fails when the remembered exception object itself is raised again: each test would see
     one shared object whose traceback grows by two frames per test."""
-    from fixtures.workspace import _once
 
     def build():
         try:
@@ -64,7 +71,7 @@ def test_cached_failure_is_raised_fresh_each_time(make) -> None:
     raised = []
     for _ in range(4):
         with pytest.raises(Exception) as info:
-            _once(store, "model", build)
+            build_once(store, "model", build)
         raised.append(info.value)
     assert len({id(e) for e in raised} | {id(store["model"])}) == 5  # all distinct objects
     assert {type(e) for e in raised} == {type(store["model"])}
@@ -76,9 +83,6 @@ def test_cached_failure_is_raised_fresh_each_time(make) -> None:
 
 def _bad_models(folder: Path) -> dict[str, tuple[str, str]]:
     """Model files a hostile user would give: name -> (manifest path, what the message says)."""
-    from models.zoo import ZOO as SPECS
-    from models.zoo import onnx_path
-
     good = onnx_path(SPECS["resnet8"], "concat", ArtifactCache()).read_bytes()
     import onnx
     from onnx import helper
@@ -108,9 +112,11 @@ def test_bad_model_files_fail_each_test_with_one_message(run_suite, tmp_path: Pa
     folder.mkdir()
     bad = _bad_models(folder)
     manifest = folder / "models.toml"
-    manifest.write_text("".join(
-        f'[[model]]\nname = "{n}"\npath = "{p}"\nthreshold = 0.9\n' for n, (p, _) in bad.items()
-    ))  # fmt: skip
+    manifest.write_text(
+        "".join(
+            f'[[model]]\nname = "{n}"\npath = "{p}"\nthreshold = 0.9\n' for n, (p, _) in bad.items()
+        )
+    )
     result = run_suite(SUITES, f"--model={manifest}", "--samples=16")
     out = result.stdout.str()
     assert result.ret == pytest.ExitCode.TESTS_FAILED, out
@@ -128,10 +134,15 @@ def test_bad_model_files_fail_each_test_with_one_message(run_suite, tmp_path: Pa
 
 @pytest.mark.parametrize(
     ("array", "message"),
-    [(np.full((8, 3, 32, 32), np.nan, np.float32), "contains NaN or infinite values"),
-     (np.zeros((8, 1, 28, 28), np.float32), "expected images of shape (N,3,32,32) or (N,32,32,3)")],
+    [
+        (np.full((8, 3, 32, 32), np.nan, np.float32), "contains NaN or infinite values"),
+        (
+            np.zeros((8, 1, 28, 28), np.float32),
+            "expected images of shape (N,3,32,32) or (N,32,32,3)",
+        ),
+    ],
     ids=["nan", "mnist_shaped"],
-)  # fmt: skip
+)
 def test_bad_calibration_data_fails_each_test_with_one_message(
     run_suite, tmp_path: Path, array: np.ndarray, message: str
 ) -> None:
@@ -139,9 +150,13 @@ def test_bad_calibration_data_fails_each_test_with_one_message(
     test prints a traceback or more than a few lines, or does not name the file."""
     cal = tmp_path / "cal.npy"
     np.save(cal, array)
-    result = run_suite(str(REPO / "suites" / "test_exit_flag.py"),
-                       str(REPO / "suites" / "test_precision_audit.py"), *ZOO,
-                       "--precision=int8", f"--calibration-data={cal}")  # fmt: skip
+    result = run_suite(
+        str(REPO / "suites" / "test_exit_flag.py"),
+        str(REPO / "suites" / "test_precision_audit.py"),
+        *ZOO,
+        "--precision=int8",
+        f"--calibration-data={cal}",
+    )
     out = result.stdout.str()
     assert result.ret == pytest.ExitCode.TESTS_FAILED, out
     sections = assert_clean(out)
@@ -189,12 +204,14 @@ def test_bad_manifest_entry(run_inprocess, tmp_path: Path, entry: str, message: 
 
 @pytest.mark.parametrize(
     ("text", "message"),
-    [(b'[[model]]\npath = "caf\xe9.onnx"\n', ": not UTF-8 text (byte 0xe9 at offset 21)"),
-     (b"model = [1, 2]\n", " [[model]] #1: expected a table ([[model]]), got 1"),
-     (b'models = [{path = "m.onnx"}]\n', ": unknown top-level key(s) ['models']"),
-     (b"[[model]\n", ": not valid TOML")],
+    [
+        (b'[[model]]\npath = "caf\xe9.onnx"\n', ": not UTF-8 text (byte 0xe9 at offset 21)"),
+        (b"model = [1, 2]\n", " [[model]] #1: expected a table ([[model]]), got 1"),
+        (b'models = [{path = "m.onnx"}]\n', ": unknown top-level key(s) ['models']"),
+        (b"[[model]\n", ": not valid TOML"),
+    ],
     ids=["latin1_bytes", "not_tables", "typo_table", "broken_toml"],
-)  # fmt: skip
+)
 def test_bad_manifest_file(run_inprocess, tmp_path: Path, text: bytes, message: str) -> None:
     """Fails on an INTERNALERROR or a message that does not name the manifest."""
     m = tmp_path / "models.toml"
@@ -205,8 +222,6 @@ def test_bad_manifest_file(run_inprocess, tmp_path: Path, text: bytes, message: 
 def test_manifest_keys_reach_the_model(tmp_path: Path) -> None:
     """The documented keys are read: fails when flag_output is dropped, or when an entropy exit's
     threshold above 1 is refused."""
-    from fixtures.cases import file_models
-
     m = tmp_path / "models.toml"
     m.write_text('[[model]]\npath = "m.onnx"\nthreshold = 1.5\nflag_output = "exit_flag"\n')
     (ref,) = file_models([str(m)])
@@ -220,20 +235,48 @@ def test_manifest_keys_reach_the_model(tmp_path: Path) -> None:
 
 
 PROFILES = [
-    ('jetson_model = []', "jetson_model = 5", "match.jetson_model must be a list of non-empty strings"),
-    ("flip_rate = 0.10", "flip_rate = 7", "tolerance.int8.flip_rate is a fraction of the evaluation inputs and must be in [0, 1], got 7"),
+    (
+        "jetson_model = []",
+        "jetson_model = 5",
+        "match.jetson_model must be a list of non-empty strings",
+    ),
+    (
+        "flip_rate = 0.10",
+        "flip_rate = 7",
+        "tolerance.int8.flip_rate is a fraction of the evaluation inputs and must be in [0, 1], got 7",
+    ),
     ("top1_agree = 0.95", "top1_agree = 3", "tolerance.int8.top1_agree is a fraction"),
-    ("workspace_mib = 1024", "workspace_mib = -5", "workspace_mib (the TensorRT builder workspace limit) must be > 0, got -5"),
-    ("workspace_mib = 1024", "workspace_mib = true", "'workspace_mib' must be an integer, got True (bool)"),
+    (
+        "workspace_mib = 1024",
+        "workspace_mib = -5",
+        "workspace_mib (the TensorRT builder workspace limit) must be > 0, got -5",
+    ),
+    (
+        "workspace_mib = 1024",
+        "workspace_mib = true",
+        "'workspace_mib' must be an integer, got True (bool)",
+    ),
     ("memory_gib = 0", "memory_gib = nan", "memory_gib must be a finite number > 0"),
-    ('kind = "cpu"', 'kind = "dgpu"', "memory_gib must be a finite number > 0 (0 only for kind = 'cpu'), got 0"),
+    (
+        'kind = "cpu"',
+        'kind = "dgpu"',
+        "memory_gib must be a finite number > 0 (0 only for kind = 'cpu'), got 0",
+    ),
     ('kind = "cpu"', 'kind = "tpu"', "kind must be one of ('jetson', 'dgpu', 'cpu'), got 'tpu'"),
-    ("builder_optimization_level = 3", "builder_optimization_level = 9", "builder_optimization_level must be 0..5"),
+    (
+        "builder_optimization_level = 3",
+        "builder_optimization_level = 9",
+        "builder_optimization_level must be 0..5",
+    ),
     ('precisions = ["fp32", "fp16", "int8"]', "precisions = []", "precisions is empty"),
-    ('precisions = ["fp32", "fp16", "int8"]', 'precisions = ["fp32", "fp32", "int8", "fp16"]', "precisions repeats a precision"),
+    (
+        'precisions = ["fp32", "fp16", "int8"]',
+        'precisions = ["fp32", "fp32", "int8", "fp16"]',
+        "precisions repeats a precision",
+    ),
     ("atol = 1e-4", "atol = inf", "tolerance.fp32.atol must be a non-negative number, got inf"),
     ('note = "CPUs', 'note = 5\nxnote = "', "'note' must be a string, got 5"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("old", "new", "message"), PROFILES, ids=[p[1] for p in PROFILES])
@@ -258,7 +301,10 @@ OPTIONS = [
     (["--zoo=,"], "--zoo=,: empty selection"),
     (["--layout="], "--layout=: empty selection (the run would test nothing)"),
     (["--precision="], "--precision=: empty selection"),
-    (["--case-timeout=inf"], "--case-timeout=inf: expected a number of seconds > 0 and at most 86400"),
+    (
+        ["--case-timeout=inf"],
+        "--case-timeout=inf: expected a number of seconds > 0 and at most 86400",
+    ),
     (["--case-timeout=nan"], "--case-timeout=nan: expected a number of seconds > 0"),
     (["--case-timeout=1e300"], "--case-timeout=1e300: expected a number of seconds > 0"),
     (["--samples=99999999999999"], "--samples=99999999999999: expected an integer from 8 to 10000"),
@@ -267,16 +313,22 @@ OPTIONS = [
     (["--calibration-data="], "--calibration-data=: empty"),
     (["--report-dir="], "--report-dir=: empty; expected a folder, or 'none'"),
     (["--model="], "--model=: empty; expected an .onnx file or a .toml manifest"),
-    (["--model=m.onnx", "--zoo=resnet8"], "--zoo: --model replaces the zoo, so this zoo selection would be ignored"),
+    (
+        ["--model=m.onnx", "--zoo=resnet8"],
+        "--zoo: --model replaces the zoo, so this zoo selection would be ignored",
+    ),
     (["--model=m.onnx", "--layout=concat"], "--layout: --model replaces the zoo"),
-    (["--threshold=0.9"], "--threshold: only for your own model file (--model=FILE.onnx); the zoo's models need"),
+    (
+        ["--threshold=0.9"],
+        "--threshold: only for your own model file (--model=FILE.onnx); the zoo's models need",
+    ),
     (["--flag-layout=concat"], "--flag-layout: only for your own model file"),
     (["--input-layout=NHWC"], "--input-layout: only for your own model file"),
     (["--flag-output=flag"], "--flag-output: only for your own model file"),
     (["--model=m.onnx", "--threshold=nan"], "--threshold=nan: expected a finite number"),
     (["--model=m.onnx", "--threshold=-inf"], "--threshold=-inf: expected a finite number"),
     (["--model=m.onnx", "--flag-output="], "--flag-output=: empty"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("args", "message"), OPTIONS, ids=[" ".join(o[0]) for o in OPTIONS])
@@ -314,13 +366,20 @@ def test_entropy_threshold_above_one_is_accepted(run_inprocess, tmp_path: Path) 
 
 #: options of other tools that exitgate's messages and docs name (not pytest options)
 OTHER_TOOLS = {
-    "trtexec": {"--fp16", "--int8", "--useCudaGraph", "--useSpinWait", "--warmUp", "--duration",
-                "--iterations"},
+    "trtexec": {
+        "--fp16",
+        "--int8",
+        "--useCudaGraph",
+        "--useSpinWait",
+        "--warmUp",
+        "--duration",
+        "--iterations",
+    },
     "NVRTC": {"--gpu-architecture"},
     "python -m models": {"--help"},
     "nvidia-smi": {"--query-gpu", "--format"},
     "python -m venv": {"--system-site-packages"},
-}  # fmt: skip
+}
 #: known wrong hints (file, option) still to be fixed: none
 ELSEWHERE: set[tuple[str, str]] = set()
 OPTION = re.compile(r"(?<![\w-])--[A-Za-z][A-Za-z0-9-]*")
@@ -334,16 +393,25 @@ def test_hints_name_only_options_that_exist(run_inprocess) -> None:
     result = run_inprocess("--help")
     known = set(OPTION.findall(result.stdout.str())).union(*OTHER_TOOLS.values())
     assert {"--flag-output", "--threshold", "--case-timeout", "--report-dir"} <= known
-    trees = {str(f.relative_to(REPO)): ast.parse(f.read_text())
-             for folder in ("fixtures", "models", "reports", "suites")
-             for f in sorted((REPO / folder).rglob("*.py"))}  # fmt: skip
+    trees = {
+        str(f.relative_to(REPO)): ast.parse(f.read_text())
+        for folder in ("fixtures", "models", "reports", "suites")
+        for f in sorted((REPO / folder).rglob("*.py"))
+    }
     # the project's own command-line tools (python -m models / reports): what their argparse declares
     for tree in trees.values():
         for node in ast.walk(tree):
-            if (isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "add_argument"
-                    and node.args and isinstance(node.args[0], ast.Constant)):  # fmt: skip
-                known.update(a.value for a in node.args if isinstance(a, ast.Constant)
-                             and str(a.value).startswith("--"))  # fmt: skip
+            if (
+                isinstance(node, ast.Call)
+                and getattr(node.func, "attr", "") == "add_argument"
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+            ):
+                known.update(
+                    a.value
+                    for a in node.args
+                    if isinstance(a, ast.Constant) and str(a.value).startswith("--")
+                )
     wrong = []
     for rel, tree in trees.items():
         for node in ast.walk(tree):

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from models.artifacts import ArtifactCache
+from reports.plugin import write_report
 from tests.conftest import REPO
 from tests.hostile import (
     AS_ROOT,
@@ -84,8 +85,10 @@ def test_killed_writers_temp_is_removed_on_rebuild(tmp_path: Path) -> None:
     cache = ArtifactCache(tmp_path / "cache")
     path, meta = cache.paths("hostile", KEY, ".bin")
     path.parent.mkdir(parents=True)
-    leftovers = [path.parent / f".{path.name}.{os.getpid()}.abcdefgh.tmp",
-                 path.parent / f".{meta.name}.{os.getpid()}.abcdefgh.tmp"]  # fmt: skip
+    leftovers = [
+        path.parent / f".{path.name}.{os.getpid()}.abcdefgh.tmp",
+        path.parent / f".{meta.name}.{os.getpid()}.abcdefgh.tmp",
+    ]
     for p in leftovers:
         p.write_bytes(PAYLOAD)
     assert cache.get_or_build("hostile", KEY, lambda: PAYLOAD).built
@@ -113,16 +116,18 @@ def test_entry_replaced_by_a_folder_heals(tmp_path: Path, which: str) -> None:
 
 
 def _run(i: int, started: float) -> dict:
-    return {"tests": {f"suites/test_structure.py::test_exit_is_real[m{i}]": {
-        "outcome": "passed", "props": {}}}, "environment": {"args": [f"run{i}"]},
-        "started": started}  # fmt: skip
+    return {
+        "tests": {
+            f"suites/test_structure.py::test_exit_is_real[m{i}]": {"outcome": "passed", "props": {}}
+        },
+        "environment": {"args": [f"run{i}"]},
+        "started": started,
+    }
 
 
 def test_report_is_replaced_as_a_set(tmp_path: Path) -> None:
     """Fails when files of the previous run survive next to the new ones, or when a file another
     tool wrote during this run (--junit-xml) is lost."""
-    from reports.plugin import write_report
-
     out = tmp_path / "latest"
     write_report(_run(1, time.time()), out)
     (out / "old_plot.png").write_bytes(b"previous run")
@@ -159,17 +164,18 @@ write_report(json.loads(Path(sys.argv[2]).read_text()), Path(sys.argv[1]))
 def test_killed_report_writer_leaves_one_run(tmp_path: Path) -> None:
     """SIGKILL after the new run.json is written, before summary.md: fails when the report folder
     then holds files of both runs, or when the dead writer's temp folder outlives a later run."""
-    from reports.plugin import write_report
-
     out = tmp_path / "latest"
     write_report(_run(1, time.time()), out)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     (tmp_path / "child.py").write_text(KILL_CHILD.format(repo=str(REPO)))
     (tmp_path / "run2.json").write_text(json.dumps(_run(2, time.time())))
     env = {**os.environ, "MPLBACKEND": "Agg"}
-    with subprocess.Popen([sys.executable, str(tmp_path / "child.py"), str(out),
-                           str(tmp_path / "run2.json")], stdout=subprocess.PIPE, text=True,
-                          env=env) as proc:  # fmt: skip
+    with subprocess.Popen(
+        [sys.executable, str(tmp_path / "child.py"), str(out), str(tmp_path / "run2.json")],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    ) as proc:
         try:
             assert proc.stdout.readline().startswith("STALLED")
             proc.send_signal(signal.SIGKILL)
@@ -203,7 +209,10 @@ def test_unusable_report_folder_is_refused_before_the_run(run_inprocess, tmp_pat
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
 
 
-@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc (a folder nobody can write, root included)")  # fmt: skip
+@pytest.mark.skipif(
+    not Path("/proc/self").is_dir(),
+    reason="needs Linux's /proc (a folder nobody can write, root included)",
+)
 def test_report_that_cannot_be_written_fails_the_run(run_suite) -> None:
     """/proc accepts no new folders, even from root: the tests pass, the report fails. Fails when
     the run still exits 0, or when the message does not name the folder."""

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import sys
+import types
+
 import pytest
 
+from tests import _probe_imports
 from tests.conftest import REPO
 
 SUITE = str(REPO / "suites" / "test_structure.py")
@@ -41,16 +45,22 @@ def test_bad_option_is_one_clear_error(run_suite, monkeypatch, args, message) ->
 
 def test_device_mismatch_warn_runs_with_the_profile(run_suite, monkeypatch) -> None:
     monkeypatch.setenv("EXITGATE_FORCE_CPU", "1")
-    result = run_suite(SUITE, "--collect-only", "--device=orin-nano",
-                       "--device-mismatch=warn", "--zoo=resnet8")  # fmt: skip
+    result = run_suite(
+        SUITE, "--collect-only", "--device=orin-nano", "--device-mismatch=warn", "--zoo=resnet8"
+    )
     assert result.ret == pytest.ExitCode.OK
     result.stdout.fnmatch_lines(["*device profile orin-nano*", "*WARNING --device=orin-nano*"])
 
 
 def test_unsupported_precision_for_profile(run_suite, monkeypatch) -> None:
     monkeypatch.setenv("EXITGATE_FORCE_CPU", "1")
-    result = run_suite(SUITE, "--collect-only", "--device=jetson-nano", "--device-mismatch=warn",
-                       "--precision=int8")  # fmt: skip
+    result = run_suite(
+        SUITE,
+        "--collect-only",
+        "--device=jetson-nano",
+        "--device-mismatch=warn",
+        "--precision=int8",
+    )
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert "the jetson-nano profile supports only fp32, fp16" in result.stderr.str()
 
@@ -74,8 +84,15 @@ def test_duplicate_ids_are_an_error(run_suite, tmp_path) -> None:
 
 
 def test_collect_only_is_fast_and_imports_no_torch(run_suite) -> None:
-    probe = REPO / "tests" / "_probe_imports.py"
     result = run_suite(str(REPO / "suites"), "--collect-only", "-q", "-p", "tests._probe_imports")
     assert result.ret == pytest.ExitCode.OK, result.stdout.str()
     result.stdout.fnmatch_lines(["*resnet8-fp32-exit_always-concat*", "*heavy modules: none*"])
-    assert probe.exists()
+
+
+def test_import_probe_names_a_heavy_module(monkeypatch, capsys) -> None:
+    """The probe above can fail: with a heavy module loaded it names it instead of 'none'."""
+    for name in _probe_imports.HEAVY:
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    monkeypatch.setitem(sys.modules, "onnxruntime", types.ModuleType("onnxruntime"))
+    _probe_imports.pytest_collection_finish(None)
+    assert capsys.readouterr().out.strip() == "heavy modules: onnxruntime"

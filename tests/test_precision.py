@@ -19,6 +19,7 @@ from models.artifacts import ArtifactCache
 from models.audit import audit
 from models.calibration import calibration_hash, calibration_images, iter_batches
 from models.dataset import DataError, eval_split, train_split
+from models.export import export_early_exit, save
 from models.precision import (
     QDQ_EXTRA_OPTIONS,
     fp16_artifact,
@@ -26,8 +27,8 @@ from models.precision import (
     quantize_qdq,
     to_int8_qdq,
 )
+from models.zoo import LAYOUTS, ZOO
 
-LAYOUTS = ("concat", "separate")
 # resnet8: trunk 3 Conv; exit head Conv + Gemm; deep branch 6 Conv + Gemm
 EXPECTED = {"trunk": "3/3 Conv", "exit": "2/2 Conv/Gemm", "deep": "7/7 Conv/Gemm"}
 
@@ -37,14 +38,12 @@ EXPECTED = {"trunk": "3/3 Conv", "exit": "2/2 Conv/Gemm", "deep": "7/7 Conv/Gemm
 def zoo_onnx(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """resnet8 exported with a real If, both flag layouts (random weights, seeded)."""
     torch = pytest.importorskip("torch", reason="the zoo export needs torch (pip install .[zoo])")
-    from models.export import export_early_exit, save
-    from models.nets import build_backbone
 
     folder = tmp_path_factory.mktemp("zoo")
     out = {}
     for layout in LAYOUTS:
         torch.manual_seed(0)
-        model = export_early_exit(build_backbone("resnet8").eval(), layout)
+        model = export_early_exit(ZOO["resnet8"].build().eval(), layout)
         out[layout] = save(model, folder / f"resnet8-{layout}.onnx")
     return out
 
@@ -274,12 +273,18 @@ def test_default_calibration_set_is_a_seeded_train_subset(calib: np.ndarray) -> 
             np.zeros((4, 3, 16, 16), np.float32),
             "{p}: expected images of shape (N,3,32,32) or (N,32,32,3), got (4, 3, 16, 16)",
         ),
-        (np.zeros((4, 3, 32, 32), np.int32), "{p}: dtype int32 is not supported (use uint8 or float32)"),
-        (np.zeros((4, 3, 32), np.float32), "{p}: expected 4-D images (N,3,32,32) or (N,32,32,3), got shape (4, 3, 32)"),
+        (
+            np.zeros((4, 3, 32, 32), np.int32),
+            "{p}: dtype int32 is not supported (use uint8 or float32)",
+        ),
+        (
+            np.zeros((4, 3, 32), np.float32),
+            "{p}: expected 4-D images (N,3,32,32) or (N,32,32,3), got shape (4, 3, 32)",
+        ),
         (np.zeros((0, 3, 32, 32), np.float32), "{p}: no calibration images (N = 0)"),
     ],
     ids=["shape", "dtype", "rank", "empty"],
-)  # fmt: skip
+)
 def test_bad_calibration_file_names_the_file(
     tmp_path: Path, array: np.ndarray, message: str
 ) -> None:
@@ -388,9 +393,16 @@ def test_rtx_rejects_int32_bias_dequantize(
 
     out = tmp_path / "bias32.onnx"
     options = {k: v for k, v in QDQ_EXTRA_OPTIONS.items() if k != "QuantizeBias"}
-    quantize_static(model, out, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                    extra_options=options)  # fmt: skip
+    quantize_static(
+        model,
+        out,
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QInt8,
+        weight_type=QuantType.QInt8,
+        extra_options=options,
+    )
     result = _rtx_parse_build(out.read_bytes())
     assert not result["parsed"]
     code, node, desc = result["errors"][0]

@@ -21,8 +21,11 @@ def _entries(cache: Path) -> dict[str, list[Path]]:
     out: dict[str, list[Path]] = {}
     for meta in sorted(cache.glob("*/*.meta.json")):
         kind, digest = meta.parent.name, meta.name.removesuffix(".meta.json")
-        payloads = [p for p in meta.parent.glob(f"{digest}.*")
-                    if not p.name.endswith((".meta.json", ".lock", ".tmp"))]  # fmt: skip
+        payloads = [
+            p
+            for p in meta.parent.glob(f"{digest}.*")
+            if not p.name.endswith((".meta.json", ".lock", ".tmp"))
+        ]
         assert len(payloads) == 1, (meta, payloads)
         rec = json.loads(meta.read_text())
         assert rec["size"] == payloads[0].stat().st_size, meta
@@ -35,10 +38,18 @@ def test_cold_cache_parallel_run_builds_each_artifact_once(run_suite, tmp_path, 
     cache, log = tmp_path / "cache", tmp_path / "builds.log"
     monkeypatch.setenv("EXITGATE_CACHE_DIR", str(cache))
     monkeypatch.setenv(BUILD_LOG_ENV, str(log))
-    args = ("-n", "4", "--zoo=resnet8", "--layout=concat", "--precision=fp32,fp16,int8",
-            "--samples=16")  # fmt: skip
-    suites = [str(REPO / "suites" / f) for f in
-              ("test_structure.py", "test_exit_flag.py", "test_correctness.py")]  # fmt: skip
+    args = (
+        "-n",
+        "4",
+        "--zoo=resnet8",
+        "--layout=concat",
+        "--precision=fp32,fp16,int8",
+        "--samples=16",
+    )
+    suites = [
+        str(REPO / "suites" / f)
+        for f in ("test_structure.py", "test_exit_flag.py", "test_correctness.py")
+    ]
     result = run_suite(*suites, *args)
     assert result.ret == pytest.ExitCode.OK, result.stdout.str()
     builds = Counter(
@@ -49,8 +60,11 @@ def test_cold_cache_parallel_run_builds_each_artifact_once(run_suite, tmp_path, 
     # the zoo export, its fp16 and its int8 artifact, each built once by one of the workers
     assert Counter(k.split()[0] for k in builds) == {"zoo_onnx": 1, "fp16_onnx": 1, "int8_onnx": 1}
     entries = _entries(cache)
-    assert {k: len(v) for k, v in entries.items()} == {"zoo_onnx": 1, "fp16_onnx": 1,
-                                                       "int8_onnx": 1}  # fmt: skip
+    assert {k: len(v) for k, v in entries.items()} == {
+        "zoo_onnx": 1,
+        "fp16_onnx": 1,
+        "int8_onnx": 1,
+    }
     assert not list(cache.rglob("*.tmp"))
     # a second invocation on the warm cache builds nothing and changes nothing
     before = {p: p.stat().st_mtime_ns for ps in entries.values() for p in ps}
@@ -82,8 +96,12 @@ def test_two_invocations_share_a_cache_without_corrupting_it(tmp_path: Path) -> 
     script, cache, log = tmp_path / "child.py", tmp_path / "cache", tmp_path / "builds.log"
     script.write_text(CHILD)
     env = {**os.environ, BUILD_LOG_ENV: str(log)}
-    procs = [subprocess.Popen([sys.executable, str(script), str(cache)], stdout=subprocess.PIPE,
-                              text=True, env=env) for _ in range(3)]  # fmt: skip
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(cache)], stdout=subprocess.PIPE, text=True, env=env
+        )
+        for _ in range(3)
+    ]
     outs = []
     for p in procs:
         out, _ = p.communicate(timeout=120)

@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 
 from models.artifacts import ArtifactCache
+from models.zoo import ZOO as SPECS
+from models.zoo import onnx_path
 from tests.conftest import REPO
 
 STRUCTURE = str(REPO / "suites" / "test_structure.py")
@@ -25,9 +27,6 @@ ZOO = ("--zoo=resnet8", "--layout=concat", "--samples=16")
 @pytest.fixture
 def good_onnx(tmp_path: Path) -> Path:
     """A zoo export (the drivable concat resnet8) copied out of the shared cache."""
-    from models.zoo import ZOO as SPECS
-    from models.zoo import onnx_path
-
     dst = tmp_path / "models" / "good.onnx"
     dst.parent.mkdir()
     shutil.copyfile(onnx_path(SPECS["resnet8"], "concat", ArtifactCache()), dst)
@@ -49,8 +48,9 @@ def test_manifest_bad_files_fail_alone(run_suite, tmp_path: Path, good_onnx: Pat
         '[[model]]\nname = "trunc"\npath = "trunc.onnx"\n'
         '[[model]]\nname = "empty"\npath = "empty.onnx"\n'
     )
-    result = run_suite(EXIT_FLAG, f"--model={manifest}", "--samples=16", "-k", "exit_always",
-                       "-v", "--tb=line")  # fmt: skip
+    result = run_suite(
+        EXIT_FLAG, f"--model={manifest}", "--samples=16", "-k", "exit_always", "-v", "--tb=line"
+    )
     out = result.stdout.str()
     assert "INTERNALERROR" not in out
     assert result.ret == pytest.ExitCode.TESTS_FAILED, out
@@ -91,20 +91,23 @@ def test_negative_tolerance_in_profile_file(run_suite, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("array", "message"),
     [
-        (np.zeros((4, 1, 28, 28), np.float32),
-         "expected images of shape (N,3,32,32) or (N,32,32,3), got (4, 1, 28, 28)"),
+        (
+            np.zeros((4, 1, 28, 28), np.float32),
+            "expected images of shape (N,3,32,32) or (N,32,32,3), got (4, 1, 28, 28)",
+        ),
         (np.zeros((4, 3, 32, 32), np.int32), "dtype int32 is not supported (use uint8 or float32)"),
         (np.full((4, 3, 32, 32), np.nan, np.float32), "contains NaN or infinite values"),
     ],
     ids=["wrong_shape", "int32", "nan"],
-)  # fmt: skip
+)
 def test_bad_calibration_data_names_the_file(
     run_suite, tmp_path: Path, array: np.ndarray, message: str
 ) -> None:
     cal = tmp_path / "cal.npy"
     np.save(cal, array)
-    result = run_suite(EXIT_FLAG, f"--calibration-data={cal}", "--precision=fp32,int8", *ZOO,
-                       "-k", "exit_always")  # fmt: skip
+    result = run_suite(
+        EXIT_FLAG, f"--calibration-data={cal}", "--precision=fp32,int8", *ZOO, "-k", "exit_always"
+    )
     out = result.stdout.str()
     assert "INTERNALERROR" not in out
     assert result.ret == pytest.ExitCode.TESTS_FAILED, out
@@ -118,16 +121,24 @@ def test_corrupted_stored_benchmark_is_one_usage_error(run_suite, tmp_path: Path
     (store / "Linux-CPython-3.11-64bit").mkdir(parents=True)
     bad = store / "Linux-CPython-3.11-64bit" / "0001_truncated.json"
     bad.write_text('{"machine_info": {}, "benchmarks": [{"name": "x", "st')
-    result = run_suite(str(REPO / "suites" / "test_benchmark.py"), *ZOO,
-                       f"--benchmark-storage=file://{store}", "--benchmark-compare")  # fmt: skip
+    result = run_suite(
+        str(REPO / "suites" / "test_benchmark.py"),
+        *ZOO,
+        f"--benchmark-storage=file://{store}",
+        "--benchmark-compare",
+    )
     err = result.stderr.str()
     assert result.ret == pytest.ExitCode.USAGE_ERROR, result.stdout.str() + err
     assert f"--benchmark-compare: stored benchmark run {bad}: not readable JSON" in err, err
     assert "INTERNALERROR" not in result.stdout.str() + err
     # a JSON file that is not a pytest-benchmark run
     bad.write_text(json.dumps({"hello": "world"}))
-    result = run_suite(str(REPO / "suites" / "test_benchmark.py"), *ZOO,
-                       f"--benchmark-storage=file://{store}", "--benchmark-compare")  # fmt: skip
+    result = run_suite(
+        str(REPO / "suites" / "test_benchmark.py"),
+        *ZOO,
+        f"--benchmark-storage=file://{store}",
+        "--benchmark-compare",
+    )
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert f"{bad}: not a pytest-benchmark run (no 'benchmarks' list)" in result.stderr.str()
 
@@ -147,7 +158,14 @@ def test_storage_is_per_profile(run_suite, tmp_path: Path, monkeypatch) -> None:
     cpu = REPO / "reports" / "benchmarks" / "cpu"
     assert line == f"STORAGE file://{cpu} | {cpu}", line
     assert "orin-nano" not in line
-    result = run_suite(STRUCTURE, "--collect-only", "-p", "storage_probe",
-                       "--device=orin-nano", "--device-mismatch=warn", *ZOO)  # fmt: skip
+    result = run_suite(
+        STRUCTURE,
+        "--collect-only",
+        "-p",
+        "storage_probe",
+        "--device=orin-nano",
+        "--device-mismatch=warn",
+        *ZOO,
+    )
     line = next(ln for ln in result.stdout.lines if ln.startswith("STORAGE"))
     assert line.endswith(str(REPO / "reports" / "benchmarks" / "orin-nano")), line

@@ -23,9 +23,9 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
+from fixtures.run_facts import BLOCKS_KEY
 from reports.__main__ import main as reports_main
 from reports.compare import (
-    BLOCKS_KEY,
     DEFAULTS,
     CompareError,
     compare_runs,
@@ -33,6 +33,7 @@ from reports.compare import (
     load_run,
     median_se,
 )
+from suites.test_benchmark import HOST_BLOCKS, HOST_K
 from tests.conftest import REPO
 from tests.simulate_gates import Noise, compare_cell, run_blocks
 
@@ -100,8 +101,11 @@ def test_run_noise_is_what_absorbs_run_to_run_shifts() -> None:
 @pytest.mark.parametrize("dist", ["normal", "lognormal", "t3"])
 def test_median_se_matches_the_spread_of_medians(dist: str) -> None:
     rng = np.random.default_rng(6)
-    x = {"normal": lambda s: rng.normal(size=s), "lognormal": lambda s: rng.lognormal(0, 0.5, s),
-         "t3": lambda s: rng.standard_t(3, s)}[dist]((4000, 100))  # fmt: skip
+    x = {
+        "normal": lambda s: rng.normal(size=s),
+        "lognormal": lambda s: rng.lognormal(0, 0.5, s),
+        "t3": lambda s: rng.standard_t(3, s),
+    }[dist]((4000, 100))
     actual = np.median(x, axis=1).std()
     estimated = np.median(median_se(x))
     assert estimated == pytest.approx(actual, rel=0.15)
@@ -126,14 +130,33 @@ def test_decide_is_scale_free_and_antisymmetric() -> None:
 # Run files and the CLI
 
 
-def _bench(name: str, host_blocks: np.ndarray | None, gpu_blocks: np.ndarray | None = None,
-           data_s: np.ndarray | None = None) -> dict:  # fmt: skip
+def _bench(
+    name: str,
+    host_blocks: np.ndarray | None,
+    gpu_blocks: np.ndarray | None = None,
+    data_s: np.ndarray | None = None,
+) -> dict:
     ref = host_blocks if host_blocks is not None else data_s * 1e3
     q1, med, q3 = (float(v) * 1e-3 for v in np.percentile(ref, [25, 50, 75]))
-    stats = {"min": q1 * 0.9, "max": q3 * 1.5, "mean": med, "stddev": 0.1 * med, "rounds": 500,
-             "median": med, "iqr": q3 - q1, "q1": q1, "q3": q3, "iqr_outliers": 0,
-             "stddev_outliers": 0, "outliers": "0;0", "ld15iqr": q1, "hd15iqr": q3,
-             "ops": 1 / med, "total": 500 * med, "iterations": 1}  # fmt: skip
+    stats = {
+        "min": q1 * 0.9,
+        "max": q3 * 1.5,
+        "mean": med,
+        "stddev": 0.1 * med,
+        "rounds": 500,
+        "median": med,
+        "iqr": q3 - q1,
+        "q1": q1,
+        "q3": q3,
+        "iqr_outliers": 0,
+        "stddev_outliers": 0,
+        "outliers": "0;0",
+        "ld15iqr": q1,
+        "hd15iqr": q3,
+        "ops": 1 / med,
+        "total": 500 * med,
+        "iterations": 1,
+    }
     if data_s is not None:
         stats["data"] = data_s.tolist()
     blocks = {}
@@ -144,15 +167,26 @@ def _bench(name: str, host_blocks: np.ndarray | None, gpu_blocks: np.ndarray | N
     extra = {"case": name.split("[")[1][:-1]}
     if blocks:
         extra[BLOCKS_KEY] = blocks
-    return {"group": None, "name": name, "fullname": f"suites/test_benchmark.py::{name}",
-            "params": None, "param": extra["case"], "extra_info": extra, "options": {},
-            "stats": stats}  # fmt: skip
+    return {
+        "group": None,
+        "name": name,
+        "fullname": f"suites/test_benchmark.py::{name}",
+        "params": None,
+        "param": extra["case"],
+        "extra_info": extra,
+        "options": {},
+        "stats": stats,
+    }
 
 
 def _run(tmp_path: Path, label: str, benches: list[dict], versions: str = "tensorrt 10.3") -> Path:
-    run = {"machine_info": {"node": "ci", "exitgate": {"profile": "h100", "versions": versions}},
-           "commit_info": {}, "benchmarks": benches, "datetime": "2026-12-01T00:00:00",
-           "version": "5.2.3"}  # fmt: skip
+    run = {
+        "machine_info": {"node": "ci", "exitgate": {"profile": "h100", "versions": versions}},
+        "commit_info": {},
+        "benchmarks": benches,
+        "datetime": "2026-12-01T00:00:00",
+        "version": "5.2.3",
+    }
     path = tmp_path / f"{label}.json"
     path.write_text(json.dumps(run))
     return path
@@ -175,8 +209,14 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 
 def test_python_m_reports_is_the_entry_point(tmp_path) -> None:
     a = _run(tmp_path, "a", [_bench(TEST, _blocks(1, 0.5), _blocks(2, 0.3))])
-    r = subprocess.run([sys.executable, "-m", "reports", "compare", str(a), str(a), "--plot", ""],
-                       cwd=REPO, capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    r = subprocess.run(
+        [sys.executable, "-m", "reports", "compare", str(a), str(a), "--plot", ""],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert r.returncode == 0 and _row(r.stdout, TEST).endswith("same"), r.stdout + r.stderr
 
 
@@ -217,10 +257,14 @@ def test_cli_same_run_twice_is_same(tmp_path) -> None:
 def test_cli_escalates_unknown_and_pooled_runs_decide(tmp_path) -> None:
     """A 2.5 % slowdown: one run per side cannot tell (unknown, exit 3 with --escalate and the
     commands to take more samples); four runs per side, pooled, can (regressed)."""
-    a = [_run(tmp_path, f"a{i}", [_bench(TEST, _blocks(10 + i, 0.5), _blocks(20 + i, 0.3))])
-         for i in range(4)]  # fmt: skip
-    b = [_run(tmp_path, f"b{i}", [_bench(TEST, _blocks(30 + i, 0.5), _blocks(40 + i, 0.3 * 1.025))])
-         for i in range(4)]  # fmt: skip
+    a = [
+        _run(tmp_path, f"a{i}", [_bench(TEST, _blocks(10 + i, 0.5), _blocks(20 + i, 0.3))])
+        for i in range(4)
+    ]
+    b = [
+        _run(tmp_path, f"b{i}", [_bench(TEST, _blocks(30 + i, 0.5), _blocks(40 + i, 0.3 * 1.025))])
+        for i in range(4)
+    ]
     first = compare_runs(load_run(a[0]), load_run(b[0]))
     assert [x.verdict for x in first] == ["unknown"], first  # the precondition of this test
     r = _cli("compare", str(a[0]), str(b[0]), "--plot", "", "--escalate")
@@ -270,8 +314,11 @@ def test_raw_data_and_metric_fallback(tmp_path) -> None:
         100,
         100,
     )
-    (row,) = compare_runs(load_run(_run(tmp_path, "c", [new])), load_run(_run(tmp_path, "d", [new])),
-                          metric="host_latency_ms")  # fmt: skip
+    (row,) = compare_runs(
+        load_run(_run(tmp_path, "c", [new])),
+        load_run(_run(tmp_path, "d", [new])),
+        metric="host_latency_ms",
+    )
     assert row.metric == "host_latency_ms" and row.verdict == "same"
 
 
@@ -286,11 +333,17 @@ def test_machine_info_differences_are_printed(tmp_path) -> None:
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [("{not json", "not readable JSON"), ('{"x": 1}', "not a pytest-benchmark run"),
-     ('{"benchmarks": [{"name": "t", "stats": {"median": 0}}]}', "has no positive median/q1/q3"),
-     ('{"benchmarks": [{"name": "t", "stats": {"median": 1, "q1": 1, "q3": 1}, "extra_info": '
-      '{"exitgate_blocks": {"gpu_compute_ms": [1, -2]}}}]}', "malformed extra_info")],
-)  # fmt: skip
+    [
+        ("{not json", "not readable JSON"),
+        ('{"x": 1}', "not a pytest-benchmark run"),
+        ('{"benchmarks": [{"name": "t", "stats": {"median": 0}}]}', "has no positive median/q1/q3"),
+        (
+            '{"benchmarks": [{"name": "t", "stats": {"median": 1, "q1": 1, "q3": 1}, "extra_info": '
+            '{"exitgate_blocks": {"gpu_compute_ms": [1, -2]}}}]}',
+            "malformed extra_info",
+        ),
+    ],
+)
 def test_bad_run_files_name_the_file(tmp_path, content: str, message: str) -> None:
     f = tmp_path / "bad.json"
     f.write_text(content)
@@ -302,8 +355,9 @@ def test_bad_run_files_name_the_file(tmp_path, content: str, message: str) -> No
     assert r.returncode == 2 and message in r.stderr
 
 
-@pytest.mark.parametrize(("option", "value"), [("--threshold", "-0.1"), ("--alpha", "0.7"),
-                                               ("--run-noise", "nan")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("option", "value"), [("--threshold", "-0.1"), ("--alpha", "0.7"), ("--run-noise", "nan")]
+)
 def test_bad_options_are_usage_errors(tmp_path, option: str, value: str) -> None:
     good = _run(tmp_path, "good", [_bench(TEST, _blocks(1, 0.5))])
     r = _cli("compare", str(good), str(good), option, value, "--plot", "")
@@ -330,22 +384,31 @@ def test_saved_runs_carry_blocks_and_both_compares_work(run_suite, tmp_path) -> 
     tripped = False
     for attempt in range(3):
         store = tmp_path / f"store{attempt}"
-        args = (str(REPO / "suites" / "test_benchmark.py"), "--zoo=resnet8", "--layout=concat",
-                "--precision=fp32", "-k", "exit_never", f"--benchmark-storage=file://{store}")  # fmt: skip
+        args = (
+            str(REPO / "suites" / "test_benchmark.py"),
+            "--zoo=resnet8",
+            "--layout=concat",
+            "--precision=fp32",
+            "-k",
+            "exit_never",
+            f"--benchmark-storage=file://{store}",
+        )
         first = run_suite(*args, "--benchmark-save=base")
         assert first.ret == 0, first.stdout.str()
         saved = next(store.rglob("*base.json"))
         data = json.loads(saved.read_text())
         (bench,) = data["benchmarks"]
         blocks = bench["extra_info"][BLOCKS_KEY]
-        assert len(blocks["host_latency_ms"]) == 100 and blocks["host_k"] == 5
-        assert bench["stats"]["rounds"] == 500
-        assert np.median(blocks["host_latency_ms"]) == pytest.approx(bench["stats"]["median"] * 1e3,
-                                                                     rel=0.2)  # fmt: skip
+        assert len(blocks["host_latency_ms"]) == HOST_BLOCKS and blocks["host_k"] == HOST_K
+        assert bench["stats"]["rounds"] == HOST_BLOCKS * HOST_K
+        assert np.median(blocks["host_latency_ms"]) == pytest.approx(
+            bench["stats"]["median"] * 1e3, rel=0.2
+        )
         if attempt == 0:
             slower = copy.deepcopy(data)
             slower["benchmarks"][0]["extra_info"][BLOCKS_KEY]["host_latency_ms"] = [
-                1.5 * x for x in blocks["host_latency_ms"]]  # fmt: skip
+                1.5 * x for x in blocks["host_latency_ms"]
+            ]
             planted = tmp_path / "slower.json"
             planted.write_text(json.dumps(slower))
             r = _cli("compare", str(saved), str(planted), "--plot", "")
@@ -359,8 +422,12 @@ def test_saved_runs_carry_blocks_and_both_compares_work(run_suite, tmp_path) -> 
         planted_min = data["benchmarks"][0]["stats"]["min"]
         saved.write_text(json.dumps(data))
         current = tmp_path / f"current{attempt}.json"
-        second = run_suite(*args, "--benchmark-compare=0001", "--benchmark-compare-fail=min:10%",
-                           f"--benchmark-json={current}")  # fmt: skip
+        second = run_suite(
+            *args,
+            "--benchmark-compare=0001",
+            "--benchmark-compare-fail=min:10%",
+            f"--benchmark-json={current}",
+        )
         now_min = json.loads(current.read_text())["benchmarks"][0]["stats"]["min"]
         regressed = now_min > planted_min * 1.10
         output = second.stdout.str() + second.stderr.str()
@@ -372,8 +439,20 @@ def test_saved_runs_carry_blocks_and_both_compares_work(run_suite, tmp_path) -> 
             break
     assert tripped, "the planted 20 % regression never showed in three attempts"
     # pytest-benchmark's own compare prints the stored run's rows aligned by test id
-    cli = subprocess.run([sys.executable, "-c", "from pytest_benchmark.cli import main; main()", "--storage",
-                          f"file://{store}", "compare", "0001"], capture_output=True, text=True,
-                         timeout=120, check=False)  # fmt: skip
+    cli = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from pytest_benchmark.cli import main; main()",
+            "--storage",
+            f"file://{store}",
+            "compare",
+            "0001",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert cli.returncode == 0 and test in cli.stdout, cli.stdout + cli.stderr
     assert not math.isnan(now_min)

@@ -11,8 +11,13 @@ import numpy as np
 import onnx
 import pytest
 
+from fixtures.backends.base import BackendUnavailable
+from fixtures.backends.tensorrt.build import build_plan
+from fixtures.backends.tensorrt.compat import import_tensorrt, inspect_onnx
+from models.dataset import eval_split
 from models.split import GO_DEEP, SplitError, run_split, split_at_if
-from models.structure import analyze
+from models.structure import analyze, load_model
+from models.zoo import ZOO, onnx_path
 from tests import graphs, onnx_graphs
 from tests.graphs import settle
 
@@ -37,8 +42,9 @@ def _drivable(model: onnx.ModelProto) -> tuple[onnx.ModelProto, object]:
     return model, a
 
 
-def _check_bitwise(model: onnx.ModelProto, images: np.ndarray, image_input: str,
-                   thresholds: dict[str, float]) -> dict[str, dict]:  # fmt: skip
+def _check_bitwise(
+    model: onnx.ModelProto, images: np.ndarray, image_input: str, thresholds: dict[str, float]
+) -> dict[str, dict]:
     """Fused vs split on every image at each threshold; returns per-path counts."""
     __tracebackhide__ = True
     model, a = _drivable(model)
@@ -61,8 +67,11 @@ def _check_bitwise(model: onnx.ModelProto, images: np.ndarray, image_input: str,
                         pytrace=False,
                     )
             # the flag the split reports is the decision it took
-            flag = got[a.flag_output].reshape(-1)[-1] if a.layout == "concat" else got[
-                a.flag_output].reshape(-1)[0]  # fmt: skip
+            flag = (
+                got[a.flag_output].reshape(-1)[-1]
+                if a.layout == "concat"
+                else got[a.flag_output].reshape(-1)[0]
+            )
             assert flag == (1.0 if go > 0.5 else 0.0), (path, i, flag, go)
         result[path] = {"n": n, "deep": int(went_deep)}
     if "exit_always" in result:
@@ -77,29 +86,24 @@ def _check_bitwise(model: onnx.ModelProto, images: np.ndarray, image_input: str,
 
 @pytest.fixture(scope="module")
 def images64() -> np.ndarray:
-    from models.dataset import eval_split
-
     return eval_split(64).x
 
 
 @pytest.mark.parametrize("layout", ["concat", "separate"])
 def test_zoo_resnet8_split_is_bitwise(layout: str, images64: np.ndarray) -> None:
     pytest.importorskip("torch", reason="the zoo export needs PyTorch the first time")
-    from models.structure import load_model
-    from models.zoo import ZOO, onnx_path
 
     spec = ZOO["resnet8"]
     model = load_model(onnx_path(spec, layout))
-    res = _check_bitwise(model, images64, "input",
-                         {**THRESHOLDS, "exit_default": spec.default_threshold})  # fmt: skip
+    res = _check_bitwise(
+        model, images64, "input", {**THRESHOLDS, "exit_default": spec.default_threshold}
+    )
     # exit_default must exercise both paths on the dataset, or the check proves little
     assert 0 < res["exit_default"]["deep"] < res["exit_default"]["n"], res
 
 
 def test_zoo_split_shape(images64: np.ndarray) -> None:
     pytest.importorskip("torch", reason="the zoo export needs PyTorch the first time")
-    from models.structure import load_model
-    from models.zoo import ZOO, onnx_path
 
     model = load_model(onnx_path(ZOO["resnet8"], "separate"))
     split = split_at_if(model, analyze(model))
@@ -115,8 +119,6 @@ def test_zoo_split_shape(images64: np.ndarray) -> None:
 
 
 def _cifar(nhwc: bool, n: int = 32) -> np.ndarray:
-    from models.dataset import eval_split
-
     x = eval_split(n).x
     return np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if nhwc else x
 
@@ -174,27 +176,26 @@ def test_unsplittable_models_are_refused(spec: graphs.Spec, code: str) -> None:
 
 @pytest.fixture(scope="module")
 def trt_halves():
-    from fixtures.backends.base import BackendUnavailable
-    from fixtures.backends.tensorrt import import_tensorrt
-
     try:
         import_tensorrt()
     except BackendUnavailable as exc:
         pytest.skip(str(exc))
-    model, a = _drivable(onnx_graphs.early_exit_graph("concat", threshold_as_input=False,
-                                                      nhwc=True))  # fmt: skip
+    model, a = _drivable(
+        onnx_graphs.early_exit_graph("concat", threshold_as_input=False, nhwc=True)
+    )
     return split_at_if(model, a)
 
 
 def test_tensorrt_parses_both_halves_trunk_has_no_conditional(trt_halves, record_property) -> None:
-    from fixtures.backends.tensorrt import inspect_onnx
-
     trunk = inspect_onnx(trt_halves.trunk.SerializeToString())
     deep = inspect_onnx(trt_halves.deep.SerializeToString())
     record_property("trt_trunk_layers", trunk["layers"])
     record_property("trt_deep_layers", deep["layers"])
-    assert trunk["conditional_layers"] == {"CONDITION": 0, "CONDITIONAL_INPUT": 0,
-                                           "CONDITIONAL_OUTPUT": 0}, trunk["layers"]  # fmt: skip
+    assert trunk["conditional_layers"] == {
+        "CONDITION": 0,
+        "CONDITIONAL_INPUT": 0,
+        "CONDITIONAL_OUTPUT": 0,
+    }, trunk["layers"]
     assert deep["conditional_layers"]["CONDITION"] == 0, deep["layers"]
     assert [o["name"] for o in trunk["outputs"]] == ["output", *trt_halves.boundary, GO_DEEP]
     assert [o["name"] for o in deep["outputs"]] == ["output"]
@@ -204,7 +205,5 @@ def test_tensorrt_parses_both_halves_trunk_has_no_conditional(trt_halves, record
 @pytest.mark.slow
 @pytest.mark.parametrize("half", ["trunk", "deep"])
 def test_tensorrt_builds_both_halves_fp32(trt_halves, half: str) -> None:
-    from fixtures.backends.tensorrt import build_plan
-
     plan = build_plan(getattr(trt_halves, half).SerializeToString(), "fp32", "strong")
     assert len(plan) > 1000

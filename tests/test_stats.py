@@ -1,4 +1,4 @@
-"""Self-tests of fixtures/stats.py: the sequential ordering gate on synthetic timings with known
+"""Self-tests of fixtures/measure/stats.py: the sequential ordering gate on synthetic timings with known
 truth, its error control, its bounds, Holm across a run, and the trtexec-style summaries.
 
 The noise model is the one of ``tests/simulate_gates.py`` (lognormal, spikes, bursts, round-level
@@ -12,6 +12,7 @@ here run 300 simulated sessions each, seeded; every bound is a binomial quantile
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import re
 import subprocess
@@ -24,7 +25,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy import stats as sps
 
-from fixtures.stats import (
+from fixtures.measure.stats import (
     DEFAULT_PLAN,
     MIN_ROUNDS,
     TRTEXEC_COV_WARN,
@@ -42,6 +43,7 @@ from fixtures.stats import (
     instability,
     ordering_gate,
     run_sequential,
+    shift_interval,
     summarize,
     untaken_branch_skipped,
     walsh_averages,
@@ -72,10 +74,14 @@ def at_least(rate: float, n: int = N) -> int:
 
 @pytest.mark.parametrize(
     ("cov", "noise"),
-    [(0.05, None), (0.10, None), (0.20, None),
-     (0.10, Noise(cov=0.10, spike_prob=0.05, burst_prob=0.10))],  # 5x the spikes and bursts
+    [
+        (0.05, None),
+        (0.10, None),
+        (0.20, None),
+        (0.10, Noise(cov=0.10, spike_prob=0.05, burst_prob=0.10)),
+    ],  # 5x the spikes and bursts
     ids=["cov5", "cov10", "cov20", "cov10-spikes5-bursts10"],
-)  # fmt: skip
+)
 def test_aa_never_inverts_and_rarely_holds(cov: float, noise: Noise | None) -> None:
     """A/A/A: three identical engines through all three looks; every HOLDS or INVERTED is wrong.
     Target (issue 14): false INVERTED <= 1 % of runs; Holm keeps false HOLDS <= alpha per run."""
@@ -96,8 +102,9 @@ def test_4_percent_inversion_is_detected(cov: float, family: int, target: float)
     >= 90 % at CoV 10 %; the bounds hold the rates the README's table claims (100 %, 99 %, 96 %),
     less a margin."""
     assert DEFAULT_PLAN.max_rounds <= 3 * DEFAULT_PLAN.default_rounds
-    r = gate_cell(np.random.default_rng(2), N, [1.3 * BASE, BASE, 1.04 * BASE], cov=cov,
-                  family_size=family)  # fmt: skip
+    r = gate_cell(
+        np.random.default_rng(2), N, [1.3 * BASE, BASE, 1.04 * BASE], cov=cov, family_size=family
+    )
     detected = round(r.inverted[1] * N)
     assert detected >= at_least(target), f"INVERTED in {r.inverted[1]:.1%} (target {target:.0%})"
     assert r.holds[1] == 0, f"wrong direction: HOLDS in {r.holds[1]:.1%}"
@@ -106,8 +113,9 @@ def test_4_percent_inversion_is_detected(cov: float, family: int, target: float)
 
 @pytest.mark.parametrize("cov", [0.05, 0.10])
 def test_4_percent_gap_holds_in_the_default_budget(cov: float) -> None:
-    r = gate_cell(np.random.default_rng(3), N, [1.3 * BASE, BASE, BASE / 1.04], cov=cov,
-                  family_size=24)  # fmt: skip
+    r = gate_cell(
+        np.random.default_rng(3), N, [1.3 * BASE, BASE, BASE / 1.04], cov=cov, family_size=24
+    )
     assert round(r.holds[1] * N) >= at_least(0.95), f"HOLDS in {r.holds[1]:.1%}"
     assert r.inverted.sum() == 0, "wrong direction: a real 4 % gap came out INVERTED"
     assert r.mean_rounds[1] < 1.5 * DEFAULT_PLAN.default_rounds, r.mean_rounds
@@ -119,8 +127,9 @@ def test_block_hodges_lehmann_buys_power_that_block_medians_lack() -> None:
     medians detect a 4 % inversion in about 87 % of runs, the Hodges-Lehmann in about 95 %."""
     times = [1.3 * BASE, BASE, 1.04 * BASE]
     hl = gate_cell(np.random.default_rng(16), N, times, cov=0.10, family_size=24)
-    med = gate_cell(np.random.default_rng(16), N, times, cov=0.10, family_size=24,
-                    block=block_median)  # fmt: skip
+    med = gate_cell(
+        np.random.default_rng(16), N, times, cov=0.10, family_size=24, block=block_median
+    )
     assert hl.inverted[1] - med.inverted[1] >= 0.04, (hl.inverted, med.inverted)
     assert hl.holds[1] == med.holds[1] == 0
 
@@ -219,8 +228,11 @@ def test_only_undecided_pairs_are_measured_again() -> None:
 
     gate = SequentialGate(2, family_size=2)
     results = run_sequential(measure, LABELS, PAIRS, gate)
-    assert calls == [(("fp32", "fp16", "int8"), 40, 0), (("fp16", "int8"), 40, 1),
-                     (("fp16", "int8"), 40, 2)]  # fmt: skip
+    assert calls == [
+        (("fp32", "fp16", "int8"), 40, 0),
+        (("fp16", "int8"), 40, 1),
+        (("fp16", "int8"), 40, 2),
+    ]
     assert [r.verdict for r in results] == [Verdict.HOLDS, Verdict.INCONCLUSIVE]
     assert [r.n_rounds for r in results] == [40, 120]
 
@@ -235,8 +247,11 @@ def test_an_inverted_pair_stops_early_and_alone() -> None:
     assert [r.verdict for r in results] == [Verdict.HOLDS, Verdict.INVERTED]
     assert [r.n_rounds for r in results] == [40, 40]
     text = results[1].describe()
-    assert re.fullmatch(r"fp16/int8: ratio 0\.8\d\d <= 0\.8\d\d \(one-sided 99\.50 %\), 40 rounds "
-                        r"-> inverted", text), text  # fmt: skip
+    assert re.fullmatch(
+        r"fp16/int8: ratio 0\.8\d\d <= 0\.8\d\d \(one-sided 99\.50 %\), 40 rounds "
+        r"-> inverted",
+        text,
+    ), text
 
 
 # --------------------------------------------------------------------------------------------------
@@ -256,8 +271,12 @@ def _inverted_d(rng: np.random.Generator, lo: float, hi: float, n: int = 40) -> 
 
 def _one_look(family: GateFamily, d: np.ndarray, name: str) -> PairResult:
     gate = family.gate(1, SequentialPlan((d.size,), (1.0,)))
-    (r,) = run_sequential(lambda a, n, k: np.exp(np.column_stack([d, np.zeros_like(d)])),
-                          ["a", "b"], [("a", "b")], gate)  # fmt: skip
+    (r,) = run_sequential(
+        lambda a, n, k: np.exp(np.column_stack([d, np.zeros_like(d)])),
+        ["a", "b"],
+        [("a", "b")],
+        gate,
+    )
     family.add(name, [("a", "b")], gate)
     return r
 
@@ -332,8 +351,12 @@ def test_identical_columns_are_inconclusive_without_warnings() -> None:
     med = np.tile([[0.3, 0.3]], (10, 1))
     (r,) = ordering_gate(med, ["a", "b"], [("a", "b")])
     assert (r.verdict, r.p_hold, r.ratio, r.ci_low, r.ci_high) == (
-        Verdict.INCONCLUSIVE, 1.0, 1, 1, 1,
-    )  # fmt: skip
+        Verdict.INCONCLUSIVE,
+        1.0,
+        1,
+        1,
+        1,
+    )
 
 
 def test_delta_hold_requires_a_minimum_effect() -> None:
@@ -354,14 +377,16 @@ def test_untaken_branch_skipped() -> None:
 
 
 def test_describe_and_verdict_values() -> None:
-    r = PairResult("fp32", "fp16", Verdict.HOLDS, 1.3214, 1.2904, 1.3502, 1e-9, 1.0, 40, 0.995,
-                   0.995)  # fmt: skip
+    r = PairResult(
+        "fp32", "fp16", Verdict.HOLDS, 1.3214, 1.2904, 1.3502, 1e-9, 1.0, 40, 0.995, 0.995
+    )
     assert r.describe() == "fp32/fp16: ratio 1.321 >= 1.290 (one-sided 99.50 %), 40 rounds -> holds"
     r = dataclasses.replace(r, verdict=Verdict.INCONCLUSIVE)
     assert "within [1.290, 1.350] (one-sided 99.50 % / 99.50 %)" in r.describe()
-    assert [v.value for v in Verdict] == ["holds", "inverted", "inconclusive"]
-    assert Verdict("inverted") is Verdict.INVERTED and Verdict.HOLDS == "holds"
+    # reports print verdicts and write them to JSON: the bare word both ways, and it reads back
     assert f"{Verdict.INCONCLUSIVE}" == str(Verdict.INCONCLUSIVE) == "inconclusive"
+    assert json.loads(json.dumps({"v": Verdict.INVERTED}))["v"] == "inverted"
+    assert Verdict(json.loads(json.dumps(Verdict.HOLDS))) is Verdict.HOLDS
 
 
 # --------------------------------------------------------------------------------------------------
@@ -401,9 +426,13 @@ def test_ordering_gate_rejects_bad_times(bad: float) -> None:
 
 @pytest.mark.parametrize(
     ("looks", "spend", "message"),
-    [((40, 80), (1.0,), "one spend share per look"), ((40, 40), (0.5, 0.5), "must increase"),
-     ((5,), (1.0,), "start at >= 6"), ((40, 80), (0.6, 0.6), "sum to <= 1")],
-)  # fmt: skip
+    [
+        ((40, 80), (1.0,), "one spend share per look"),
+        ((40, 40), (0.5, 0.5), "must increase"),
+        ((5,), (1.0,), "start at >= 6"),
+        ((40, 80), (0.6, 0.6), "sum to <= 1"),
+    ],
+)
 def test_plan_rejects_bad_looks(looks, spend, message) -> None:
     with pytest.raises(ValueError, match=message):
         SequentialPlan(looks, spend)
@@ -440,8 +469,13 @@ def test_block_hodges_lehmann() -> None:
     rng = np.random.default_rng(17)
     x = rng.lognormal(-1.2, 0.1, size=(4, 3, 20))
     for k in (20, 5):  # an even and an odd number of Walsh averages
-        want = [[np.median([(b[i] + b[j]) / 2 for i in range(k) for j in range(i, k)])
-                 for b in r[:, :k]] for r in x]  # fmt: skip
+        want = [
+            [
+                np.median([(b[i] + b[j]) / 2 for i in range(k) for j in range(i, k)])
+                for b in r[:, :k]
+            ]
+            for r in x
+        ]
         np.testing.assert_allclose(block_hodges_lehmann(x[..., :k]), want, rtol=1e-15)
     y = x[..., :5]
     np.testing.assert_array_equal(block_hodges_lehmann(y[None]), block_hodges_lehmann(y)[None])
@@ -602,7 +636,7 @@ def test_instability_message_names_cov_threshold_and_remedy() -> None:
 
 
 def test_enqueue_bound_boundary() -> None:
-    assert 0.8 * 0.5 == 0.4  # exact in binary, so the boundary below is exact
+    # 0.4 ms enqueue against 0.5 ms GPU time is exactly the default 0.8 ratio: it counts as bound
     msg = enqueue_bound(0.4, 0.5)
     assert msg is not None
     for part in ("0.4 ms", "0.8 x", "0.5 ms", "CUDA graph", "--useCudaGraph"):
@@ -626,6 +660,39 @@ def test_enqueue_bound_rejects_bad_input(args: tuple, message: str) -> None:
 
 
 def test_module_imports_scipy_lazily() -> None:
-    code = "import sys, fixtures.stats; sys.exit('scipy' in sys.modules)"
+    code = "import sys, fixtures.measure.stats; sys.exit('scipy' in sys.modules)"
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, check=False)
-    assert proc.returncode == 0, "importing fixtures.stats pulled in scipy " + proc.stderr.decode()
+    assert proc.returncode == 0, (
+        "importing fixtures.measure.stats pulled in scipy " + proc.stderr.decode()
+    )
+
+
+def test_shift_interval_covers_the_shift_at_its_confidence() -> None:
+    """95 % intervals of a known shift under heavy-tailed symmetric noise cover it ~95 % of the
+    time, and each bound is where the exact one-sided signed-rank test (scipy) changes its mind."""
+    rng = np.random.default_rng(7)
+    hits, trials = 0, 400
+    for _ in range(trials):
+        d = 3.0 + rng.standard_t(3, size=40)
+        est, lo, hi = shift_interval(d)
+        assert lo <= est <= hi
+        hits += lo <= 3.0 <= hi
+    assert 0.92 <= hits / trials <= 0.98, hits / trials
+    d = 3.0 + rng.standard_t(3, size=30)
+    est, lo, hi = shift_interval(d)
+    assert est == float(np.median(walsh_averages(d)))
+    eps = 1e-9
+    assert sps.wilcoxon(d - (lo - eps), alternative="greater", method="exact").pvalue <= 0.025
+    assert sps.wilcoxon(d - (lo + eps), alternative="greater", method="exact").pvalue > 0.025
+    assert sps.wilcoxon(d - (hi + eps), alternative="less", method="exact").pvalue <= 0.025
+    assert sps.wilcoxon(d - (hi - eps), alternative="less", method="exact").pvalue > 0.025
+
+
+def test_shift_interval_edges_and_bad_input() -> None:
+    est, lo, hi = shift_interval([1.0, 2.0, 3.0, 4.0, 5.0])  # 5 rounds cannot reach 97.5 % a side
+    assert est == 3.0 and lo == -math.inf and hi == math.inf
+    assert math.isfinite(shift_interval(np.arange(6.0))[1])  # 6 rounds: p = 1/64 <= 0.025
+    with pytest.raises(ValueError, match="confidence"):
+        shift_interval([1.0] * 10, confidence=1.0)
+    with pytest.raises(ValueError, match="non-finite"):
+        shift_interval([1.0, float("nan")])

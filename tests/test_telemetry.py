@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fixtures import telemetry
+from fixtures.gpu import telemetry
 from tests.conftest import REPO
 
 
@@ -31,7 +31,8 @@ def test_clocks_locked_reads_devfreq(tmp_path) -> None:
 
 
 def test_require_locked_clocks_off_jetson_is_a_usage_error(run_suite) -> None:
-    r = run_suite(str(REPO / "suites" / "test_structure.py"), "--collect-only",
-                  "--require-locked-clocks")  # fmt: skip
+    r = run_suite(
+        str(REPO / "suites" / "test_structure.py"), "--collect-only", "--require-locked-clocks"
+    )
     assert r.ret == pytest.ExitCode.USAGE_ERROR
     assert "--require-locked-clocks: this is not a Jetson" in r.stderr.str()

@@ -1,4 +1,4 @@
-"""Self-tests of the TensorRT backend (fixtures/backends/tensorrt.py, fixtures/trt_compat.py).
+"""Self-tests of the TensorRT backend (fixtures/backends/tensorrt/).
 
 Real TensorRT for RTX (``tensorrt_rtx``) wherever it runs: its ONNX parser and builder work on a
 CPU-only machine, so parsing, conditional-layer detection, building, the plan cache and header
@@ -10,7 +10,8 @@ here (8.6, 10.x, 11.x) are covered through **stand-ins**, each labelled as one.
 from __future__ import annotations
 
 import enum
-import importlib.util
+import importlib.abc
+import importlib.machinery
 import json
 import multiprocessing
 import os
@@ -23,9 +24,18 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from fixtures.backends import tensorrt as T
-from fixtures.backends.base import BackendUnavailable
+from fixtures.backends.base import BackendUnavailable, Engine, TensorSpec, get_backend
+from fixtures.backends.onnxruntime import session
+from fixtures.backends.tensorrt import build as trt_build
+from fixtures.backends.tensorrt import calibrator as calib
+from fixtures.backends.tensorrt import compat, plan_cache
+from fixtures.backends.tensorrt import engine as trt_engine
+from fixtures.backends.tensorrt import inspector as trt_inspector
+from fixtures.devices import load_profile
+from fixtures.gpu import cuda
+from models._io import atomic_write_text, sha256_bytes
 from models.artifacts import ArtifactCache
+from models.artifacts import ArtifactCache as Cache
 from tests.onnx_graphs import custom_op_graph, early_exit_graph, no_if_graph
 
 REPO = Path(__file__).resolve().parent.parent
@@ -40,7 +50,7 @@ OPTS = {"workspace_bytes": 1 << 28, "opt_level": 0}
 def rtx(monkeypatch: pytest.MonkeyPatch):
     """The real ``tensorrt_rtx`` module, selected for exitgate (and spawned workers) by env."""
     trt = pytest.importorskip("tensorrt_rtx", reason=RTX_MISSING)
-    monkeypatch.setenv(T.FLAVOR_ENV, "tensorrt_rtx")
+    monkeypatch.setenv(compat.FLAVOR_ENV, "tensorrt_rtx")
     return trt
 
 
@@ -55,8 +65,6 @@ def onnx_file(tmp_path: Path):
 
 
 def _no_gpu_reason() -> str | None:
-    from fixtures import cuda
-
     return cuda.available()
 
 
@@ -65,8 +73,9 @@ def _no_gpu_reason() -> str | None:
 
 def test_importing_the_backend_loads_no_tensorrt() -> None:
     code = (
-        "import sys, fixtures.backends.tensorrt, fixtures.trt_compat; "
-        "print(sorted(m for m in ('tensorrt', 'tensorrt_rtx', 'onnx', 'polygraphy') "
+        "import sys, fixtures.backends.tensorrt.engine, fixtures.backends.tensorrt.inspector, "
+        "fixtures.backends.tensorrt.halves; "
+        "print(sorted(m for m in ('tensorrt', 'tensorrt_rtx', 'onnx') "
         "if m in sys.modules))"
     )
     out = subprocess.run(
@@ -81,61 +90,68 @@ def test_importing_the_backend_loads_no_tensorrt() -> None:
 
 
 def test_flavor_follows_the_environment(rtx, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert T.import_tensorrt() == (rtx, "tensorrt_rtx")
-    monkeypatch.delenv(T.FLAVOR_ENV)
+    assert compat.import_tensorrt() == (rtx, "tensorrt_rtx")
+    monkeypatch.delenv(compat.FLAVOR_ENV)
     monkeypatch.setenv("POLYGRAPHY_USE_TENSORRT_RTX", "1")
-    assert T.import_tensorrt()[1] == "tensorrt_rtx"
-    monkeypatch.setenv(T.FLAVOR_ENV, "tensorrt-rtx")
+    assert compat.import_tensorrt()[1] == "tensorrt_rtx"
+    monkeypatch.setenv(compat.FLAVOR_ENV, "tensorrt-rtx")
     with pytest.raises(BackendUnavailable, match="EXITGATE_TRT_FLAVOR='tensorrt-rtx': expected"):
-        T.import_tensorrt()
+        compat.import_tensorrt()
 
 
 def test_missing_tensorrt_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     # None in sys.modules is Python's own way to make an import fail (ModuleNotFoundError): the
     # message is checked whether or not a real tensorrt is installed here
     monkeypatch.setitem(sys.modules, "tensorrt", None)
-    monkeypatch.setenv(T.FLAVOR_ENV, "tensorrt")
+    monkeypatch.setenv(compat.FLAVOR_ENV, "tensorrt")
     with pytest.raises(BackendUnavailable) as info:
-        T.import_tensorrt()
+        compat.import_tensorrt()
     msg = str(info.value)
     assert "tensorrt: ModuleNotFoundError" in msg
     assert "pip install tensorrt-rtx-cu13" in msg and "--system-site-packages" in msg
 
 
-def _real_tensorrt_installed() -> bool:
-    spec = importlib.util.find_spec("tensorrt")
-    return spec is not None and spec.origin is not None  # a namespace package has no origin
+class _StubsOnly(importlib.abc.MetaPathFinder):
+    """Resolves ``tensorrt`` from one folder only, so a real tensorrt elsewhere cannot win."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = str(folder)
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "tensorrt":
+            return None
+        return importlib.machinery.PathFinder.find_spec(name, [self.folder])
 
 
 @pytest.fixture
 def stubs_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A folder holding ``tensorrt/__init__.pyi`` only, as ``pip install tensorrt-stubs`` leaves in
-    site-packages, put on ``sys.path``; ``import tensorrt`` then yields an empty namespace
-    package (measured-here.md)."""
-    if _real_tensorrt_installed():
-        pytest.skip("a real tensorrt is installed: a stubs-only folder cannot shadow it")
+    site-packages, that ``import tensorrt`` resolves to (ahead of any real tensorrt installed): it
+    yields an empty namespace package (measured-here.md)."""
     folder = tmp_path / "site"
     (folder / "tensorrt").mkdir(parents=True)
     (folder / "tensorrt" / "__init__.pyi").write_text("class Builder: ...\n")
-    monkeypatch.syspath_prepend(str(folder))
+    monkeypatch.setattr(sys, "meta_path", [_StubsOnly(folder), *sys.meta_path])
     monkeypatch.delitem(sys.modules, "tensorrt", raising=False)
-    monkeypatch.delenv(T.FLAVOR_ENV, raising=False)
+    monkeypatch.delenv(compat.FLAVOR_ENV, raising=False)
     monkeypatch.delenv("POLYGRAPHY_USE_TENSORRT_RTX", raising=False)
     return folder
 
 
 def test_stubs_only_tensorrt_falls_through_to_rtx(rtx, stubs_folder: Path) -> None:
-    assert T.FLAVOR_ENV not in os.environ  # the default order: tensorrt first, then tensorrt_rtx
+    assert (
+        compat.FLAVOR_ENV not in os.environ
+    )  # the default order: tensorrt first, then tensorrt_rtx
     import tensorrt  # the crash condition: this succeeds, as an empty namespace package
 
     assert tensorrt.__file__ is None and not hasattr(tensorrt, "ILogger")
-    assert T.import_tensorrt() == (rtx, "tensorrt_rtx")
+    assert compat.import_tensorrt() == (rtx, "tensorrt_rtx")
 
 
 def test_stubs_only_tensorrt_is_named_when_it_is_the_only_one(stubs_folder: Path, monkeypatch):
-    monkeypatch.setenv(T.FLAVOR_ENV, "tensorrt")
+    monkeypatch.setenv(compat.FLAVOR_ENV, "tensorrt")
     with pytest.raises(BackendUnavailable) as info:
-        T.import_tensorrt()
+        compat.import_tensorrt()
     msg = str(info.value)
     assert f"an empty namespace package at {stubs_folder / 'tensorrt'}" in msg
     assert "without Builder, ILogger, Runtime, OnnxParser" in msg
@@ -145,17 +161,18 @@ def test_stubs_only_tensorrt_is_named_when_it_is_the_only_one(stubs_folder: Path
 def test_stubs_only_tensorrt_in_a_fresh_interpreter(rtx, stubs_folder: Path) -> None:
     """The same from a new process with the folder on PYTHONPATH (as an installed package)."""
     code = (
-        "import tensorrt, fixtures.trt_compat as c; "
+        "import tensorrt, fixtures.backends.tensorrt.compat as c; "
         "print(tensorrt.__file__, c.import_tensorrt()[1], c.inspect_onnx.__name__)"
     )
     env = {
         k: v
         for k, v in os.environ.items()
-        if k not in (T.FLAVOR_ENV, "POLYGRAPHY_USE_TENSORRT_RTX")
+        if k not in (compat.FLAVOR_ENV, "POLYGRAPHY_USE_TENSORRT_RTX")
     }
     env["PYTHONPATH"] = os.pathsep.join([str(stubs_folder), str(REPO)])
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
-                         env=env, check=False)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, env=env, check=False
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["None", "tensorrt_rtx", "inspect_onnx"], out.stdout + out.stderr
 
@@ -225,13 +242,19 @@ def test_network_flags_on_standin_enums(version: str, strong: int, weak: int) ->
     """8.6: EXPLICIT_BATCH (bit 0) always; 10.x: STRONGLY_TYPED is bit 1, EXPLICIT_BATCH left out
     (ignored there); 11.x: STRONGLY_TYPED is bit 0 and bit 1 would be PREFER_JIT_PYTHON_PLUGINS."""
     trt = STANDINS[version]
-    assert (T.network_flags(trt, strong=True), T.network_flags(trt, strong=False)) == (strong, weak)
+    assert (compat.network_flags(trt, strong=True), compat.network_flags(trt, strong=False)) == (
+        strong,
+        weak,
+    )
 
 
 def test_network_flags_on_real_rtx(rtx) -> None:
     assert not hasattr(rtx.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH")
     assert int(rtx.NetworkDefinitionCreationFlag.STRONGLY_TYPED) == 0
-    assert (T.network_flags(rtx, strong=True), T.network_flags(rtx, strong=False)) == (1, 0)
+    assert (compat.network_flags(rtx, strong=True), compat.network_flags(rtx, strong=False)) == (
+        1,
+        0,
+    )
 
 
 @pytest.mark.parametrize(
@@ -241,22 +264,22 @@ def test_network_flags_on_real_rtx(rtx) -> None:
 )
 def test_precision_modes_on_standins(version: str, auto: str, weak_ok: bool, strong_ok: bool):
     trt = STANDINS[version]
-    assert T.resolve_mode(trt, "auto", "int8") == auto
+    assert compat.resolve_mode(trt, "auto", "int8") == auto
     for mode, ok in (("weak", weak_ok), ("strong", strong_ok)):
         if ok:
-            assert T.resolve_mode(trt, mode, "fp16") == mode
+            assert compat.resolve_mode(trt, mode, "fp16") == mode
         else:
-            with pytest.raises(T.PrecisionModeError, match=f"--precision-mode={mode} needs"):
-                T.resolve_mode(trt, mode, "fp16")
+            with pytest.raises(compat.PrecisionModeError, match=f"--precision-mode={mode} needs"):
+                compat.resolve_mode(trt, mode, "fp16")
 
 
 def test_weak_mode_is_refused_by_rtx(rtx) -> None:
-    assert T.resolve_mode(rtx, "auto", "fp16") == "strong"
-    with pytest.raises(T.PrecisionModeError) as info:
-        T.resolve_mode(rtx, "weak", "int8")
+    assert compat.resolve_mode(rtx, "auto", "fp16") == "strong"
+    with pytest.raises(compat.PrecisionModeError) as info:
+        compat.resolve_mode(rtx, "weak", "int8")
     assert "tensorrt_rtx 1." in str(info.value) and "--precision-mode=strong" in str(info.value)
-    with pytest.raises(T.PrecisionModeError, match="got 'fast'"):
-        T.resolve_mode(rtx, "fast", "fp32")
+    with pytest.raises(compat.PrecisionModeError, match="got 'fast'"):
+        compat.resolve_mode(rtx, "fast", "fp32")
 
 
 # ---- parsing and the conditional ------------------------------------------------------------------
@@ -268,7 +291,7 @@ def test_weak_mode_is_refused_by_rtx(rtx) -> None:
     ids=["concat", "separate", "concat-nhwc"],
 )
 def test_parser_keeps_the_conditional(rtx, onnx_file, layout: str, nhwc: bool, outputs: int):
-    summary = T.inspect_onnx(onnx_file(early_exit_graph(layout, nhwc=nhwc)))
+    summary = compat.inspect_onnx(onnx_file(early_exit_graph(layout, nhwc=nhwc)))
     assert summary["flavor"] == "tensorrt_rtx"
     assert summary["conditional_layers"] == {
         "CONDITION": 1,
@@ -289,7 +312,7 @@ def test_parser_keeps_the_conditional(rtx, onnx_file, layout: str, nhwc: bool, o
 
 
 def test_baked_threshold_still_a_conditional(rtx) -> None:
-    summary = T.inspect_onnx(early_exit_graph(threshold_as_input=False).SerializeToString())
+    summary = compat.inspect_onnx(early_exit_graph(threshold_as_input=False).SerializeToString())
     assert summary["conditional_layers"]["CONDITION"] == 1
     assert [i["name"] for i in summary["inputs"]] == ["input"]
 
@@ -297,8 +320,8 @@ def test_baked_threshold_still_a_conditional(rtx) -> None:
 def test_constant_condition_is_folded_by_the_parser(rtx) -> None:
     """Recorded with tensorrt-rtx 1.7.1: an If on a constant condition is imported as the taken
     branch only (no CONDITION layer): the early exit silently disappears from the engine."""
-    folded = T.inspect_onnx(early_exit_graph(const_condition=True).SerializeToString())
-    assert folded["conditional_layers"] == dict.fromkeys(T.CONDITIONAL_LAYER_TYPES, 0)
+    folded = compat.inspect_onnx(early_exit_graph(const_condition=True).SerializeToString())
+    assert folded["conditional_layers"] == dict.fromkeys(compat.CONDITIONAL_LAYER_TYPES, 0)
     assert (
         "CONVOLUTION" in folded["layers"] and folded["layers"]["CONVOLUTION"] == 1
     )  # no deep conv
@@ -306,15 +329,15 @@ def test_constant_condition_is_folded_by_the_parser(rtx) -> None:
 
 
 def test_traced_away_exit_has_no_conditional(rtx) -> None:
-    summary = T.inspect_onnx(no_if_graph().SerializeToString())
-    assert summary["conditional_layers"] == dict.fromkeys(T.CONDITIONAL_LAYER_TYPES, 0)
+    summary = compat.inspect_onnx(no_if_graph().SerializeToString())
+    assert summary["conditional_layers"] == dict.fromkeys(compat.CONDITIONAL_LAYER_TYPES, 0)
     assert summary["layers"]["CONVOLUTION"] == 2
 
 
 def test_parser_error_names_node_operator_and_description(rtx, onnx_file) -> None:
     path = onnx_file(custom_op_graph(), "mystery")
-    with pytest.raises(T.TrtParseError) as info:
-        T.inspect_onnx(path)
+    with pytest.raises(compat.TrtParseError) as info:
+        compat.inspect_onnx(path)
     msg = str(info.value)
     assert str(path) in msg
     assert "node 1 'mystery_node' (ExitgateMystery): INVALID_NODE:" in msg
@@ -347,8 +370,8 @@ def _int32_bias_model():
 
 def test_int32_dequantize_gets_the_quantize_bias_hint(rtx) -> None:
     """Real RTX parser error for an int32 DequantizeLinear (onnxruntime's quantized bias)."""
-    with pytest.raises(T.TrtParseError) as info:
-        T.inspect_onnx(_int32_bias_model().SerializeToString())
+    with pytest.raises(compat.TrtParseError) as info:
+        compat.inspect_onnx(_int32_bias_model().SerializeToString())
     msg = str(info.value)
     assert "'bias_dq' (DequantizeLinear)" in msg and "Int32" in msg
     assert "QuantizeBias=False" in msg
@@ -387,7 +410,7 @@ Node has more output tensors than TRT expected."
 
 
 def test_multi_output_if_gets_the_trt86_hint() -> None:
-    err = T.format_parser_errors(
+    err = compat.format_parser_errors(
         [_ParserError86(MULTI_IF_DESC)], early_exit_graph("separate").SerializeToString()
     )
     msg = str(err)
@@ -397,7 +420,7 @@ def test_multi_output_if_gets_the_trt86_hint() -> None:
     assert "`concat` flag layout" in msg and "fixed in the 10.0 parser" in msg
     assert len(err.hints) == 1
     # the same text on a model whose If has one output is another problem: no such hint
-    single = T.format_parser_errors(
+    single = compat.format_parser_errors(
         [_ParserError86(MULTI_IF_DESC)], early_exit_graph("concat").SerializeToString()
     )
     assert not any("multi-output" in h or "more than one output" in h for h in single.hints)
@@ -406,7 +429,7 @@ def test_multi_output_if_gets_the_trt86_hint() -> None:
 def test_new_opset_gets_a_hint() -> None:
     model = custom_op_graph()
     model.opset_import[0].version = 21
-    err = T.format_parser_errors(
+    err = compat.format_parser_errors(
         [{"node": 3, "code": "UNSUPPORTED_NODE", "desc": "No importer registered for op: Foo"}],
         model.SerializeToString(),
     )
@@ -420,7 +443,7 @@ def test_new_opset_gets_a_hint() -> None:
 @pytest.mark.parametrize("layout", ["concat", "separate"])
 def test_build_fp32_plan_on_cpu(rtx, onnx_file, tmp_path: Path, layout: str) -> None:
     timing_cache = tmp_path / "timing.cache"
-    plan = T.build_plan(
+    plan = trt_build.build_plan(
         onnx_file(early_exit_graph(layout)),
         "fp32",
         "auto",
@@ -429,16 +452,16 @@ def test_build_fp32_plan_on_cpu(rtx, onnx_file, tmp_path: Path, layout: str) -> 
         timing_cache_path=timing_cache,
     )
     assert isinstance(plan, bytes) and len(plan) > 10_000
-    assert T.check_plan(rtx, plan) is None
+    assert plan_cache.check_plan(rtx, plan) is None
     # TensorRT-RTX keeps the timing-cache API only as deprecated no-ops: exitgate skips it
     assert not timing_cache.exists()
 
 
 def test_build_targets_one_rtx_architecture(rtx) -> None:
     data = early_exit_graph().SerializeToString()
-    assert T.build_plan(data, "fp32", "strong", compute_capability="8.6", opt_level=0)
+    assert trt_build.build_plan(data, "fp32", "strong", compute_capability="8.6", opt_level=0)
     with pytest.raises(BackendUnavailable, match=r"cannot build for compute capability 9\.0"):
-        T.build_plan(data, "fp32", "strong", compute_capability="9.0")
+        trt_build.build_plan(data, "fp32", "strong", compute_capability="9.0")
 
 
 def test_rtx_plans_require_user_allocation(rtx) -> None:
@@ -447,9 +470,9 @@ def test_rtx_plans_require_user_allocation(rtx) -> None:
     otherwise deterministic), and asking for it where it does not exist is an error."""
     assert hasattr(rtx.BuilderFlag, "REQUIRE_USER_ALLOCATION")
     data = early_exit_graph().SerializeToString()
-    default, again = (T.build_plan(data, "fp32", "strong", opt_level=0) for _ in range(2))
-    with_flag = T.build_plan(data, "fp32", "strong", opt_level=0, user_allocation=True)
-    without = T.build_plan(data, "fp32", "strong", opt_level=0, user_allocation=False)
+    default, again = (trt_build.build_plan(data, "fp32", "strong", opt_level=0) for _ in range(2))
+    with_flag = trt_build.build_plan(data, "fp32", "strong", opt_level=0, user_allocation=True)
+    without = trt_build.build_plan(data, "fp32", "strong", opt_level=0, user_allocation=False)
     assert default == again == with_flag != without
 
 
@@ -457,17 +480,19 @@ def test_user_allocation_needs_the_flag(monkeypatch: pytest.MonkeyPatch) -> None
     """Full TensorRT (8.6-11.x) has no REQUIRE_USER_ALLOCATION: asking for it says so before any
     parsing (STAND-IN 10.x module: only the enums read before the refusal)."""
     standin = STANDINS["10.x"]
-    monkeypatch.setattr(T, "import_tensorrt", lambda: (standin, "tensorrt"))
+    monkeypatch.setattr(trt_build, "import_tensorrt", lambda: (standin, "tensorrt"))
     data = early_exit_graph().SerializeToString()
-    with pytest.raises(T.TrtBuildError) as info:
-        T.build_plan(data, "fp32", "strong", user_allocation=True)
+    with pytest.raises(trt_build.TrtBuildError) as info:
+        trt_build.build_plan(data, "fp32", "strong", user_allocation=True)
     assert "needs BuilderFlag.REQUIRE_USER_ALLOCATION, which tensorrt stand-in" in str(info.value)
 
 
 def test_build_failure_carries_the_builders_log(rtx) -> None:
     """Real RTX: a zero workspace fails the build; the error has the log and the hint."""
-    with pytest.raises(T.TrtBuildError) as info:
-        T.build_plan(early_exit_graph().SerializeToString(), "fp32", "strong", workspace_bytes=0)
+    with pytest.raises(trt_build.TrtBuildError) as info:
+        trt_build.build_plan(
+            early_exit_graph().SerializeToString(), "fp32", "strong", workspace_bytes=0
+        )
     msg = str(info.value)
     assert "[ERROR]" in msg and "workspace" in msg.lower()
     assert "hint: the build ran out of memory; the builder workspace limit is 0 MiB" in msg
@@ -475,11 +500,11 @@ def test_build_failure_carries_the_builders_log(rtx) -> None:
 
 def test_strong_mode_refuses_a_mislabelled_artifact(rtx) -> None:
     fp32 = early_exit_graph().SerializeToString()
-    with pytest.raises(T.PrecisionModeError, match="has no float16 tensors"):
-        T.build_plan(fp32, "fp16", "strong")
-    with pytest.raises(T.PrecisionModeError, match="no QuantizeLinear/DequantizeLinear"):
-        T.build_plan(fp32, "int8", "auto")
-    assert T.onnx_precision_markers(_int32_bias_model().SerializeToString()) == {
+    with pytest.raises(compat.PrecisionModeError, match="has no float16 tensors"):
+        trt_build.build_plan(fp32, "fp16", "strong")
+    with pytest.raises(compat.PrecisionModeError, match="no QuantizeLinear/DequantizeLinear"):
+        trt_build.build_plan(fp32, "int8", "auto")
+    assert trt_build.onnx_precision_markers(_int32_bias_model().SerializeToString()) == {
         "float16": False,
         "qdq": True,
     }
@@ -489,7 +514,7 @@ def test_strong_mode_refuses_a_mislabelled_artifact(rtx) -> None:
 
 
 class _FakeMemory:
-    """STAND-IN for fixtures.cuda's malloc/memcpy_htod/free (no GPU here): records the copies."""
+    """STAND-IN for fixtures.gpu.cuda's malloc/memcpy_htod/free (no GPU here): records the copies."""
 
     def __init__(self) -> None:
         self.next, self.live, self.copies = 0x1000, set(), []
@@ -521,7 +546,7 @@ def test_entropy_calibrator_on_a_standin_base(tmp_path: Path) -> None:
         "threshold": ((1,), np.dtype(np.float32)),
     }
     mem, cache = _FakeMemory(), tmp_path / "calib" / "model.cache"
-    cal = T.entropy_calibrator(trt, images, cache, inputs, memory=mem)
+    cal = calib.entropy_calibrator(trt, images, cache, inputs, memory=mem)
     assert cal.get_batch_size() == 1 and cal.read_calibration_cache() is None
     served = [cal.get_batch(["input", "threshold"]) for _ in range(5)]
     assert all(len(p) == 2 for p in served) and cal.get_batch(["input", "threshold"]) is None
@@ -530,15 +555,15 @@ def test_entropy_calibrator_on_a_standin_base(tmp_path: Path) -> None:
     assert mem.copies[1][1].tolist() == [1.0]  # threshold 1.0: every image runs the deep branch
     cal.write_calibration_cache(memoryview(b"TRT-8601-EntropyCalibration2\n"))
     assert cache.read_bytes() == cal.read_calibration_cache() == b"TRT-8601-EntropyCalibration2\n"
-    bad = T.entropy_calibrator(trt, images[:, :, :16], None, inputs, memory=_FakeMemory())
+    bad = calib.entropy_calibrator(trt, images[:, :, :16], None, inputs, memory=_FakeMemory())
     assert bad.get_batch(["input", "threshold"]) is None and "must be float32 NCHW" in str(
         bad.error
     )
 
 
 def test_rtx_has_no_calibrator(rtx) -> None:
-    with pytest.raises(T.PrecisionModeError, match="no IInt8EntropyCalibrator2"):
-        T.entropy_calibrator_class(rtx)
+    with pytest.raises(compat.PrecisionModeError, match="no IInt8EntropyCalibrator2"):
+        calib.entropy_calibrator_class(rtx)
 
 
 # ---- plan cache -----------------------------------------------------------------------------------
@@ -546,15 +571,13 @@ def test_rtx_has_no_calibrator(rtx) -> None:
 
 def _cache_worker(root: str, onnx_paths: list[str], barrier, queue) -> None:
     try:
-        from fixtures.backends import tensorrt as backend
-        from models.artifacts import ArtifactCache as Cache
-
         cache = Cache(root)
         barrier.wait(timeout=120)
         paths = [
-            str(backend.cached_plan(cache, p, "fp32", "auto", OPTS, CPU_DEVICE)) for p in onnx_paths
+            str(plan_cache.cached_plan(cache, p, "fp32", "auto", OPTS, CPU_DEVICE))
+            for p in onnx_paths
         ]
-        queue.put((cache.builds.get(backend.PLAN_KIND, 0), paths, None))
+        queue.put((cache.builds.get(plan_cache.PLAN_KIND, 0), paths, None))
     except BaseException:  # noqa: BLE001 - reported to the parent
         queue.put((0, [], traceback.format_exc()))
 
@@ -577,23 +600,22 @@ def test_parallel_workers_build_each_plan_once(rtx, onnx_file, tmp_path: Path) -
     assert len({tuple(r[1]) for r in results}) == 1  # everyone got the same two entries
     cache = ArtifactCache(tmp_path / "cache")
     for path in results[0][1]:
-        assert T.check_plan(rtx, T.load_plan(cache, path)) is None
+        assert plan_cache.check_plan(rtx, plan_cache.load_plan(cache, path)) is None
 
 
 def test_damaged_entries_are_rebuilt(rtx, onnx_file, tmp_path: Path) -> None:
     cache, src = ArtifactCache(tmp_path / "cache"), onnx_file(early_exit_graph())
-    path = T.cached_plan(cache, src, "fp32", "strong", OPTS, CPU_DEVICE)
+    path = plan_cache.cached_plan(cache, src, "fp32", "strong", OPTS, CPU_DEVICE)
     size = path.stat().st_size
-    assert T.cached_plan(cache, src, "fp32", "strong", OPTS, CPU_DEVICE) == path
-    assert cache.builds == {T.PLAN_KIND: 1}
+    assert plan_cache.cached_plan(cache, src, "fp32", "strong", OPTS, CPU_DEVICE) == path
+    assert cache.builds == {plan_cache.PLAN_KIND: 1}
     # 1. truncated: the checksum record no longer matches
     path.write_bytes(path.read_bytes()[: size // 2])
-    with pytest.raises(T.PlanCacheError, match="does not match its checksum record"):
-        T.load_plan(cache, path)
-    assert T.cached_plan(cache, src, "fp32", "strong", OPTS, CPU_DEVICE) == path
-    assert cache.builds == {T.PLAN_KIND: 2} and path.stat().st_size == size
+    with pytest.raises(plan_cache.PlanCacheError, match="does not match its checksum record"):
+        plan_cache.load_plan(cache, path)
+    assert plan_cache.cached_plan(cache, src, "fp32", "strong", OPTS, CPU_DEVICE) == path
+    assert cache.builds == {plan_cache.PLAN_KIND: 2} and path.stat().st_size == size
     # 2. garbage with a consistent record: TensorRT's header check (get_engine_validity) says so
-    from models._io import atomic_write_text, sha256_bytes
 
     garbage = b"not a TensorRT plan " * 64
     meta_path = path.with_name(path.stem + ".meta.json")
@@ -602,9 +624,9 @@ def test_damaged_entries_are_rebuilt(rtx, onnx_file, tmp_path: Path) -> None:
     atomic_write_text(
         meta_path, json.dumps({**meta, "size": len(garbage), "sha256": sha256_bytes(garbage)})
     )
-    assert "MALFORMED_ENGINE" in (T.check_plan(rtx, path) or "")
-    assert T.cached_plan(cache, src, "fp32", "strong", OPTS, CPU_DEVICE) == path
-    assert cache.builds == {T.PLAN_KIND: 3} and T.check_plan(rtx, path) is None
+    assert "MALFORMED_ENGINE" in (plan_cache.check_plan(rtx, path) or "")
+    assert plan_cache.cached_plan(cache, src, "fp32", "strong", OPTS, CPU_DEVICE) == path
+    assert cache.builds == {plan_cache.PLAN_KIND: 3} and plan_cache.check_plan(rtx, path) is None
 
 
 def test_full_tensorrt_has_no_plan_header_check() -> None:
@@ -613,36 +635,42 @@ def test_full_tensorrt_has_no_plan_header_check() -> None:
     has neither it nor EngineInvalidityDiagnostics) only emptiness is checked."""
     standin = STANDINS["10.x"]
     assert not hasattr(standin, "Runtime")  # never reached: the feature check comes first
-    assert T.check_plan(standin, b"not a plan") is None
-    assert T.check_plan(standin, b"") == "the plan is empty"
+    assert plan_cache.check_plan(standin, b"not a plan") is None
+    assert plan_cache.check_plan(standin, b"") == "the plan is empty"
 
 
 def test_plans_load_only_from_inside_the_cache(rtx, onnx_file, tmp_path: Path) -> None:
     cache = ArtifactCache(tmp_path / "cache")
-    path = T.cached_plan(cache, onnx_file(early_exit_graph()), "fp32", "strong", OPTS, CPU_DEVICE)
-    assert T.load_plan(cache, path) == path.read_bytes()
+    path = plan_cache.cached_plan(
+        cache, onnx_file(early_exit_graph()), "fp32", "strong", OPTS, CPU_DEVICE
+    )
+    assert plan_cache.load_plan(cache, path) == path.read_bytes()
     outside = tmp_path / "elsewhere" / path.name
     outside.parent.mkdir()
     outside.write_bytes(path.read_bytes())
-    with pytest.raises(T.PlanCacheError) as info:
-        T.load_plan(cache, outside)
+    with pytest.raises(plan_cache.PlanCacheError) as info:
+        plan_cache.load_plan(cache, outside)
     assert f"refusing to load the TensorRT plan {outside}" in str(info.value)
     assert f"outside the engine cache {cache.root}" in str(info.value)
-    link = cache.root / T.PLAN_KIND / "link.plan"  # a link inside the cache to a file outside
+    link = (
+        cache.root / plan_cache.PLAN_KIND / "link.plan"
+    )  # a link inside the cache to a file outside
     link.symlink_to(outside)
-    with pytest.raises(T.PlanCacheError, match="outside the engine cache"):
-        T.load_plan(cache, link)
+    with pytest.raises(plan_cache.PlanCacheError, match="outside the engine cache"):
+        plan_cache.load_plan(cache, link)
 
 
 def test_plan_key_covers_what_the_plan_depends_on(rtx, onnx_file) -> None:
     a, b = onnx_file(early_exit_graph(), "a"), onnx_file(early_exit_graph(seed=1), "b")
-    base = T.plan_key(rtx, "tensorrt_rtx", a, "fp32", "strong", OPTS, CPU_DEVICE)
+    base = plan_cache.plan_key(rtx, "tensorrt_rtx", a, "fp32", "strong", OPTS, CPU_DEVICE)
     assert base["tensorrt"] == rtx.__version__ and base["flavor"] == "tensorrt_rtx"
     variants = [
-        T.plan_key(rtx, "tensorrt_rtx", b, "fp32", "strong", OPTS, CPU_DEVICE),
-        T.plan_key(rtx, "tensorrt_rtx", a, "fp16", "strong", OPTS, CPU_DEVICE),
-        T.plan_key(rtx, "tensorrt_rtx", a, "fp32", "strong", {**OPTS, "opt_level": 3}, CPU_DEVICE),
-        T.plan_key(
+        plan_cache.plan_key(rtx, "tensorrt_rtx", b, "fp32", "strong", OPTS, CPU_DEVICE),
+        plan_cache.plan_key(rtx, "tensorrt_rtx", a, "fp16", "strong", OPTS, CPU_DEVICE),
+        plan_cache.plan_key(
+            rtx, "tensorrt_rtx", a, "fp32", "strong", {**OPTS, "opt_level": 3}, CPU_DEVICE
+        ),
+        plan_cache.plan_key(
             rtx,
             "tensorrt_rtx",
             a,
@@ -651,7 +679,7 @@ def test_plan_key_covers_what_the_plan_depends_on(rtx, onnx_file) -> None:
             OPTS,
             {"name": "NVIDIA GeForce RTX 4090", "compute_capability": "8.9"},
         ),
-        T.plan_key(
+        plan_cache.plan_key(
             rtx,
             "tensorrt_rtx",
             a,
@@ -662,7 +690,7 @@ def test_plan_key_covers_what_the_plan_depends_on(rtx, onnx_file) -> None:
         ),
     ]
     assert all(v != base for v in variants)
-    same = T.plan_key(
+    same = plan_cache.plan_key(
         rtx,
         "tensorrt_rtx",
         a,
@@ -736,8 +764,8 @@ INSPECTOR_11 = {
 
 
 def test_inspector_json_is_parsed_defensively() -> None:
-    v10 = T.parse_engine_information(INSPECTOR_10)
-    assert v10[0] == T.LayerPrecision(
+    v10 = trt_inspector.parse_engine_information(INSPECTOR_10)
+    assert v10[0] == trt_inspector.LayerPrecision(
         "trunk_conv + trunk_relu", "CaskConvolution", ("fp16",), ("trunk_conv", "trunk_relu")
     )
     assert [lp.output_dtypes for lp in v10[1:]] == [
@@ -748,14 +776,18 @@ def test_inspector_json_is_parsed_defensively() -> None:
         ("fp32",),
         ("?",),
     ]
-    v11 = T.parse_engine_information(INSPECTOR_11)
+    v11 = trt_inspector.parse_engine_information(INSPECTOR_11)
     assert [lp.output_dtypes for lp in v11] == [("int8",), ("fp32",)]
-    assert T.parse_engine_information({"Layers": ["a", "b"]})[1] == T.LayerPrecision("b", "", ())
+    assert trt_inspector.parse_engine_information({"Layers": ["a", "b"]})[
+        1
+    ] == trt_inspector.LayerPrecision("b", "", ())
 
 
 def test_audit_groups_engine_layers_by_branch(rtx) -> None:
-    branches = T.inspect_onnx(early_exit_graph().SerializeToString())["branches"]
-    audit = T.audit_by_branch(T.parse_engine_information(INSPECTOR_10), branches)
+    branches = compat.inspect_onnx(early_exit_graph().SerializeToString())["branches"]
+    audit = trt_inspector.audit_by_branch(
+        trt_inspector.parse_engine_information(INSPECTOR_10), branches
+    )
     assert audit["trunk"] == {"layers": ["trunk_conv + trunk_relu"], "dtypes": {"fp16": 1}}
     assert audit["deep"]["layers"] == [
         "deep_branch_conv_0 + deep_branch_relu_1",
@@ -767,7 +799,7 @@ def test_audit_groups_engine_layers_by_branch(rtx) -> None:
     ]
     assert len(audit["boundary"]["layers"]) == 2 and audit["unknown"]["layers"] == ["mystery"]
     # without the network's branch map, the metadata's (else_branch) still places a layer
-    bare = T.audit_by_branch(T.parse_engine_information(INSPECTOR_10))
+    bare = trt_inspector.audit_by_branch(trt_inspector.parse_engine_information(INSPECTOR_10))
     assert bare["deep"]["layers"] == ["deep_branch_conv_0 + deep_branch_relu_1"]
 
 
@@ -779,9 +811,11 @@ def test_inspector_needs_a_gpu_to_deserialize(rtx) -> None:
     (cudaError 35), so neither the inspector nor the runtime can be used without a GPU."""
     if _no_gpu_reason() is None:
         pytest.skip("a GPU is present: the inspector is exercised by the GPU tests")
-    plan = T.build_plan(early_exit_graph().SerializeToString(), "fp32", "strong", opt_level=0)
+    plan = trt_build.build_plan(
+        early_exit_graph().SerializeToString(), "fp32", "strong", opt_level=0
+    )
     with pytest.raises(BackendUnavailable, match="needs a deserialized engine") as info:
-        T.layer_precisions(plan)
+        trt_inspector.layer_precisions(plan)
     assert "cudaError 35" in str(info.value)
 
 
@@ -789,14 +823,16 @@ def test_build_without_gpu_is_unavailable(rtx, onnx_file, tmp_path: Path) -> Non
     if _no_gpu_reason() is None:
         pytest.skip("a GPU is present: the engine tests below run instead")
     with pytest.raises(BackendUnavailable) as info:
-        T.build(onnx_file(early_exit_graph()), "fp32", cache=ArtifactCache(tmp_path / "cache"))
+        trt_engine.build(
+            onnx_file(early_exit_graph()), "fp32", cache=ArtifactCache(tmp_path / "cache")
+        )
     msg = str(info.value)
     assert "tensorrt_rtx 1." in msg and "runs engines on a CUDA GPU" in msg
     assert "tensorrt-rtx-cu13 on RTX-class GPUs" in msg and "JetPack" in msg
 
 
 def _standin_gpu(name: str, cc: str) -> dict:
-    """STAND-IN for fixtures.cuda.device_properties() of a GPU this machine does not have."""
+    """STAND-IN for fixtures.gpu.cuda.device_properties() of a GPU this machine does not have."""
     major, minor = (int(v) for v in cc.split("."))
     return {
         "device": 0,
@@ -820,14 +856,13 @@ class _StubEngine:
 def test_build_plumbs_profile_cache_and_rtx_target(rtx, onnx_file, tmp_path, monkeypatch) -> None:
     """``build()`` up to the engine, with a STAND-IN RTX 4090 (CC 8.9) and a stub engine: the real
     RTX builder makes an SM89 plan from the profile's options, cached and loaded from the cache."""
-    from fixtures.backends.base import get_backend
-    from fixtures.devices import load_profile
-
-    assert get_backend("tensorrt") is T.build
-    monkeypatch.setattr(T, "_device_or_skip", lambda trt, flavor: _standin_gpu("RTX 4090", "8.9"))
-    monkeypatch.setattr(T, "TensorRTEngine", _StubEngine)
+    assert get_backend("tensorrt") is trt_engine.build
+    monkeypatch.setattr(
+        trt_engine, "_device_or_skip", lambda trt, flavor: _standin_gpu("RTX 4090", "8.9")
+    )
+    monkeypatch.setattr(trt_engine, "TensorRTEngine", _StubEngine)
     cache, src = ArtifactCache(tmp_path / "cache"), onnx_file(early_exit_graph())
-    engine = T.build(src, "fp32", cache=cache, profile=load_profile("rtx-4090"))
+    engine = trt_engine.build(src, "fp32", cache=cache, profile=load_profile("rtx-4090"))
     assert engine.info["compute_capability"] == "8.9" and engine.info["mode"] == "strong"
     assert engine.info["workspace_bytes"] == 8192 << 20 and engine.info["opt_level"] == 3
     assert engine.info["user_allocation"] is True  # keyed: an old plan without it is rebuilt
@@ -835,19 +870,21 @@ def test_build_plumbs_profile_cache_and_rtx_target(rtx, onnx_file, tmp_path, mon
         cache.contains(engine.info["plan"])
         and engine.plan == Path(engine.info["plan"]).read_bytes()
     )
-    assert T.check_plan(rtx, engine.plan) is None and cache.builds == {T.PLAN_KIND: 1}
-    T.build(src, "fp32", cache=cache, profile=load_profile("rtx-4090"))
-    assert cache.builds == {T.PLAN_KIND: 1}  # second session: served from the cache
+    assert plan_cache.check_plan(rtx, engine.plan) is None and cache.builds == {
+        plan_cache.PLAN_KIND: 1
+    }
+    trt_engine.build(src, "fp32", cache=cache, profile=load_profile("rtx-4090"))
+    assert cache.builds == {plan_cache.PLAN_KIND: 1}  # second session: served from the cache
 
 
 def test_rtx_on_a_hopper_gpu_is_unavailable(rtx, onnx_file, tmp_path, monkeypatch) -> None:
     """What an H100/H200 user of tensorrt_rtx sees (STAND-IN device properties): a skip that
     names flavor, device and the TensorRT to install, before any build."""
     props = _standin_gpu("NVIDIA H100 80GB HBM3", "9.0")
-    monkeypatch.setattr(T, "_device_or_skip", lambda trt, flavor: props)
+    monkeypatch.setattr(trt_engine, "_device_or_skip", lambda trt, flavor: props)
     cache = ArtifactCache(tmp_path / "cache")
     with pytest.raises(BackendUnavailable) as info:
-        T.build(onnx_file(early_exit_graph()), "fp32", cache=cache)
+        trt_engine.build(onnx_file(early_exit_graph()), "fp32", cache=cache)
     msg = str(info.value)
     assert "tensorrt_rtx 1." in msg and "NVIDIA H100 80GB HBM3 (compute capability 9.0)" in msg
     assert "pip install tensorrt-cu12" in msg and "EXITGATE_TRT_FLAVOR=tensorrt" in msg
@@ -878,23 +915,23 @@ def test_unsupported_io_types_get_a_clear_error(rtx, name: str) -> None:
     dtype = getattr(rtx.DataType, name)
     with pytest.raises(TypeError, match="Could not resolve TensorRT datatype"):
         rtx.nptype(dtype)
-    with pytest.raises(T.TensorTypeError) as info:
-        T.numpy_dtype(rtx, dtype, "logits", "resnet8 fp16 trunk")
+    with pytest.raises(compat.TensorTypeError) as info:
+        compat.numpy_dtype(rtx, dtype, "logits", "resnet8 fp16 trunk")
     msg = str(info.value)
     assert f"resnet8 fp16 trunk: tensor 'logits' has TensorRT type {name}" in msg
     assert "keep_io_types=True" in msg
-    assert T.numpy_dtype(rtx, rtx.DataType.HALF, "x", "here") == np.float16
+    assert compat.numpy_dtype(rtx, rtx.DataType.HALF, "x", "here") == np.float16
 
 
 def test_bf16_network_input_is_refused_by_name(rtx) -> None:
     """A real RTX network with a BF16 input (parsed from ONNX): the calibrator's input table (and
     the engine's I/O table, same helper) refuse it by name instead of raising a bare TypeError."""
-    parsed = T.parse_onnx(rtx, _bf16_input_model().SerializeToString(), strong=True)
+    parsed = compat.parse_onnx(rtx, _bf16_input_model().SerializeToString(), strong=True)
     assert parsed.network.get_input(0).dtype == rtx.DataType.BF16
     with pytest.raises(
-        T.TensorTypeError, match=r"calibrating bf16\.onnx: tensor 'x' has TensorRT type BF16"
+        compat.TensorTypeError, match=r"calibrating bf16\.onnx: tensor 'x' has TensorRT type BF16"
     ):
-        T._network_inputs(rtx, parsed.network, "bf16.onnx")
+        trt_build._network_inputs(rtx, parsed.network, "bf16.onnx")
 
 
 # ---- engine lifecycle and wiring (STAND-IN context and buffers: creating them needs a GPU) --------
@@ -930,7 +967,7 @@ class _StandinContext:
 
 
 class _StandinBuffer:
-    """STAND-IN for ``fixtures.cuda.DeviceBuffer``: a fake device pointer; close() frees it."""
+    """STAND-IN for ``fixtures.gpu.cuda.DeviceBuffer``: a fake device pointer; close() frees it."""
 
     next_ptr = 0x10000
 
@@ -944,12 +981,10 @@ class _StandinBuffer:
         self.ptr = 0
 
 
-def _standin_engine(label: str, inputs, outputs, ctx=None) -> T.TensorRTEngine:
+def _standin_engine(label: str, inputs, outputs, ctx=None) -> trt_engine.TensorRTEngine:
     """A real TensorRTEngine object in the state ``__init__`` leaves it after deserialising (which
     needs a GPU), with a STAND-IN context and buffers: for the lifecycle and wiring logic."""
-    from fixtures.backends.base import Engine
-
-    e = T.TensorRTEngine.__new__(T.TensorRTEngine)
+    e = trt_engine.TensorRTEngine.__new__(trt_engine.TensorRTEngine)
     Engine.__init__(e, inputs, outputs, "fp32")
     e.label, e._closed, e._flavor, e._trt, e._cuda = label, False, "tensorrt_rtx", None, None
     e._ctx, e._engine, e._runtime = ctx or _StandinContext(), object(), object()
@@ -965,7 +1000,7 @@ FEATS = (1, 16, 8, 8)
 
 
 def _halves(deep_dtype=np.float32, deep_shape=FEATS):
-    spec = T.TensorSpec
+    spec = TensorSpec
     trunk = _standin_engine(
         "resnet8 fp32 trunk",
         [spec("input", (1, 3, 32, 32)), spec("threshold", (1,))],
@@ -990,13 +1025,15 @@ def _halves(deep_dtype=np.float32, deep_shape=FEATS):
 def test_bind_input_rejects_a_mismatched_buffer_naming_both(dtype, shape, differs: str) -> None:
     trunk, deep = _halves(dtype, shape)
     own = deep._buffers["feats"]
-    with pytest.raises(T.TrtWiringError) as info:
+    with pytest.raises(trt_engine.TrtWiringError) as info:
         deep.bind_input("feats", trunk.output_buffer("feats"))
     msg = str(info.value)
     assert "cannot bind resnet8 fp32 deep input 'feats'" in msg
     assert "to resnet8 fp32 trunk (output) tensor 'feats'" in msg and differs in msg
     assert deep._ctx.addresses["feats"] == own.ptr != 0  # nothing was rebound or freed
-    with pytest.raises(T.TrtRuntimeError, match="has no input 'probs'; its inputs: \\['feats'\\]"):
+    with pytest.raises(
+        trt_engine.TrtRuntimeError, match="has no input 'probs'; its inputs: \\['feats'\\]"
+    ):
         deep.bind_input("probs", trunk.output_buffer("feats"))
     with pytest.raises(TypeError, match="takes a TensorBuffer"):
         deep.bind_input("feats", own)
@@ -1014,7 +1051,7 @@ def test_wiring_frees_the_own_buffer_and_survives_either_close_order(first: str)
     engines = {"deep": deep, "trunk": trunk}
     engines[first].close()
     if first == "trunk":  # the lender freed its buffer: the borrower refuses to run on it
-        with pytest.raises(T.TrtRuntimeError, match="read buffers their engine has freed"):
+        with pytest.raises(trt_engine.TrtRuntimeError, match="read buffers their engine has freed"):
             deep.enqueue(7)
     else:
         assert lent.ptr != 0 and lent.frees == 0  # closing the borrower leaves the lender intact
@@ -1034,16 +1071,18 @@ def test_closed_engine_gives_a_clear_error(rtx) -> None:
         "read_outputs": lambda: deep.read_outputs(),
         "output_buffer('output')": lambda: deep.output_buffer("output"),
         "capture_graph": lambda: deep.capture_graph(0),
-        "the engine inspector (layer_precisions)": lambda: T.layer_precisions(deep),
+        "the engine inspector (layer_precisions)": lambda: trt_inspector.layer_precisions(deep),
     }
     for what, call in calls.items():
-        with pytest.raises(T.TrtRuntimeError) as info:
+        with pytest.raises(trt_engine.TrtRuntimeError) as info:
             call()
         assert f"{what} on a closed TensorRTEngine (resnet8 fp32 deep)" in str(info.value)
         assert "build a new engine" in str(info.value)
-    bare = T.TensorRTEngine.__new__(T.TensorRTEngine)  # a constructor that failed half way
+    bare = trt_engine.TensorRTEngine.__new__(
+        trt_engine.TensorRTEngine
+    )  # a constructor that failed half way
     bare.close()
-    with pytest.raises(T.TrtRuntimeError, match="on a closed TensorRTEngine"):
+    with pytest.raises(trt_engine.TrtRuntimeError, match="on a closed TensorRTEngine"):
         bare.enqueue(0)
 
 
@@ -1065,12 +1104,9 @@ def test_capture_asks_the_rtx_context_first() -> None:
 def test_engine_runs_both_exit_paths(onnx_file, tmp_path: Path, layout: str) -> None:
     """On a GPU: the engine matches onnxruntime on both exit paths, through run() and through
     load_inputs / enqueue on a foreign stream / read_outputs; then the inspector audit."""
-    from fixtures import cuda
-    from fixtures.backends.onnxruntime import session
-
     src = onnx_file(early_exit_graph(layout))
     try:
-        engine = T.build(src, "fp32", cache=ArtifactCache(tmp_path / "cache"))
+        engine = trt_engine.build(src, "fp32", cache=ArtifactCache(tmp_path / "cache"))
     except BackendUnavailable as exc:
         pytest.skip(f"no usable TensorRT runtime here: {exc}")
     try:
@@ -1089,7 +1125,7 @@ def test_engine_runs_both_exit_paths(onnx_file, tmp_path: Path, layout: str) -> 
                 again = engine.read_outputs()
             for name, value in want.items():
                 np.testing.assert_allclose(again[name], value, rtol=1e-3, atol=1e-4, err_msg=name)
-        layers = T.layer_precisions(engine)
+        layers = trt_inspector.layer_precisions(engine)
         assert layers and all(lp.name for lp in layers)
     finally:
         engine.close()

@@ -25,8 +25,8 @@ RTX_MISSING = (
     "the conformance test reads the live TensorRT-RTX bindings: pip install tensorrt-rtx-cu13 "
     "(runs on a CPU)"
 )
-TRT = "fixtures/backends/tensorrt.py"
-COMPAT = "fixtures/trt_compat.py"
+ENGINE = "fixtures/backends/tensorrt/engine.py"
+COMPAT = "fixtures/backends/tensorrt/compat.py"
 
 
 @pytest.fixture(scope="module")
@@ -99,19 +99,19 @@ def test_the_frozen_table_records_the_facts_the_backend_relies_on(table) -> None
 
 PLANTS = {
     "renamed_member": (
-        TRT,
+        ENGINE,
         "ctx.execute_async_v3(int(stream))",
         "ctx.execute_async_v4(int(stream))",
         "IExecutionContext.execute_async_v4 does not exist in tensorrt_rtx",
     ),
     "wrong_argument_kind": (
-        TRT,
+        ENGINE,
         "ctx.set_tensor_address(spec.name, int(buf.ptr))",
         "ctx.set_tensor_address(int(buf.ptr), spec.name)",
         "IExecutionContext.set_tensor_address(int, ?) matches no signature",
     ),
     "pointer_not_provably_int": (
-        TRT,
+        ENGINE,
         "ctx.set_tensor_address(spec.name, int(buf.ptr))",
         "ctx.set_tensor_address(spec.name, buf)",
         "pointers, streams, sizes and indices must be provably int",
@@ -124,13 +124,13 @@ PLANTS = {
         "feature detection",
     ),
     "unguarded_member_8_6_and_10_3_lack": (
-        TRT,
+        ENGINE,
         'if hasattr(engine, "create_runtime_config"):',
         "if engine is not None:",
         "ICudaEngine.create_runtime_config is missing from 8.6.1, 10.3.0 and is used without",
     ),
     "unguarded_rtx_only_member": (
-        TRT,
+        ENGINE,
         'if hasattr(ctx, "is_stream_capturable"):',
         "if ctx is not None:",
         "IExecutionContext.is_stream_capturable is missing from 8.6.1, 10.3.0, 10.13.0, 11.1",

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fixtures.backends.tensorrt import compat, plan_cache
 from models.artifacts import ArtifactCache, DamagedEntry, UntrustedCache
 from models.dataset import DataError, load_cifar10
 from tests.conftest import REPO
@@ -29,6 +30,7 @@ from tests.hostile import (
     assert_clean,
     usage_error,
 )
+from tests.onnx_graphs import early_exit_graph
 
 # ---- 2. nothing executed that the user did not write: CIFAR batches ------------------------------
 
@@ -46,18 +48,45 @@ def py2_cifar_batch(data: np.ndarray, labels: list[int]) -> bytes:
     protocol 2, str keys, numpy's ``numpy.core.multiarray._reconstruct`` for the uint8 array."""
     n = data.shape[0]
     array = (
-        b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\n" + _op_int(0) + b"\x85"
-        + _op_str(b"b") + b"\x87R(" + _op_int(1) + _op_int(n) + _op_int(3072) + b"\x86"
-        + b"cnumpy\ndtype\n" + _op_str(b"u1") + _op_int(0) + _op_int(1) + b"\x87R("
-        + _op_int(3) + _op_str(b"|") + b"NNN" + b"J\xff\xff\xff\xff" * 2 + _op_int(0) + b"tb"
-        + b"\x89" + _op_str(data.tobytes()) + b"tb"
-    )  # fmt: skip
+        b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\n"
+        + _op_int(0)
+        + b"\x85"
+        + _op_str(b"b")
+        + b"\x87R("
+        + _op_int(1)
+        + _op_int(n)
+        + _op_int(3072)
+        + b"\x86"
+        + b"cnumpy\ndtype\n"
+        + _op_str(b"u1")
+        + _op_int(0)
+        + _op_int(1)
+        + b"\x87R("
+        + _op_int(3)
+        + _op_str(b"|")
+        + b"NNN"
+        + b"J\xff\xff\xff\xff" * 2
+        + _op_int(0)
+        + b"tb"
+        + b"\x89"
+        + _op_str(data.tobytes())
+        + b"tb"
+    )
     names = b"](" + b"".join(_op_str(f"img_{i}.png".encode()) for i in range(n)) + b"e"
     return (
-        b"\x80\x02}(" + _op_str(b"batch_label") + _op_str(b"testing batch 1 of 1")
-        + _op_str(b"data") + array + _op_str(b"labels") + b"](" + b"".join(map(_op_int, labels))
-        + b"e" + _op_str(b"filenames") + names + b"u."
-    )  # fmt: skip
+        b"\x80\x02}("
+        + _op_str(b"batch_label")
+        + _op_str(b"testing batch 1 of 1")
+        + _op_str(b"data")
+        + array
+        + _op_str(b"labels")
+        + b"]("
+        + b"".join(map(_op_int, labels))
+        + b"e"
+        + _op_str(b"filenames")
+        + names
+        + b"u."
+    )
 
 
 def _batch_arrays(n: int = 12) -> tuple[np.ndarray, list[int]]:
@@ -73,8 +102,12 @@ def test_real_cifar_batches_load(tmp_path: Path, flavour: str) -> None:
     if flavour == "python2_official":
         blob = py2_cifar_batch(data, labels)
     else:  # re-pickled with Python 3 and numpy 2: str keys, bytes through _codecs.encode/latin1
-        batch = {"batch_label": "testing batch 1 of 1", "labels": labels, "data": data,
-                 "filenames": [f"img_{i}.png" for i in range(len(labels))]}  # fmt: skip
+        batch = {
+            "batch_label": "testing batch 1 of 1",
+            "labels": labels,
+            "data": data,
+            "filenames": [f"img_{i}.png" for i in range(len(labels))],
+        }
         blob = pickle.dumps(batch, protocol=2)
         assert b"_codecs" in blob and b"latin1" in blob
     (tmp_path / "test_batch").write_bytes(blob)
@@ -136,12 +169,17 @@ def test_planted_batch_runs_nothing(tmp_path: Path, attack: str) -> None:
 
 @pytest.mark.parametrize(
     ("batch", "message"),
-    [({b"data": np.zeros((2, 3072), np.float32), b"labels": [0, 1]}, "'data' must be a uint8 array"),
-     ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 10]}, "integers in 0..9"),
-     ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0]}, "'labels' must be a list of 2"),
-     ([1, 2, 3], "a list, not a dict")],
+    [
+        (
+            {b"data": np.zeros((2, 3072), np.float32), b"labels": [0, 1]},
+            "'data' must be a uint8 array",
+        ),
+        ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 10]}, "integers in 0..9"),
+        ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0]}, "'labels' must be a list of 2"),
+        ([1, 2, 3], "a list, not a dict"),
+    ],
     ids=["float_data", "label_10", "short_labels", "not_a_dict"],
-)  # fmt: skip
+)
 def test_batch_with_the_wrong_content(tmp_path: Path, batch: object, message: str) -> None:
     """Fails when a harmless but wrong pickle is taken as images (or crashes later, unnamed)."""
     (tmp_path / "test_batch").write_bytes(pickle.dumps(batch, protocol=2))
@@ -157,9 +195,13 @@ def test_planted_calibration_batch_through_the_suite(run_suite, tmp_path: Path) 
     folder = tmp_path / "cifar-10-batches-py"
     folder.mkdir()
     (folder / "test_batch").write_bytes(_hostile_batches(marker)["os_system"][0])
-    result = run_suite(str(REPO / "suites" / "test_exit_flag.py"),
-                       str(REPO / "suites" / "test_precision_audit.py"), *ZOO,
-                       "--precision=int8", f"--calibration-data={folder}")  # fmt: skip
+    result = run_suite(
+        str(REPO / "suites" / "test_exit_flag.py"),
+        str(REPO / "suites" / "test_precision_audit.py"),
+        *ZOO,
+        "--precision=int8",
+        f"--calibration-data={folder}",
+    )
     out = result.stdout.str()
     assert not marker.exists(), out
     assert result.ret == pytest.ExitCode.TESTS_FAILED, out
@@ -167,7 +209,9 @@ def test_planted_calibration_batch_through_the_suite(run_suite, tmp_path: Path) 
     assert len(sections) >= 3, out
     for title, lines in sections.items():
         assert any(f"{folder / 'test_batch'}: not a CIFAR-10 python batch" in ln for ln in lines), (
-            title, lines)  # fmt: skip
+            title,
+            lines,
+        )
 
 
 # ---- 2. nothing executed that the user did not write: the cache ---------------------------------
@@ -193,9 +237,15 @@ def _plant(cache: ArtifactCache, how: str) -> tuple[Path, Path]:
 
 @pytest.mark.parametrize(
     "how",
-    ["payload_other_uid", "meta_other_uid", "payload_group_writable", "payload_other_writable",
-     "meta_group_writable", "payload_symlink"],
-)  # fmt: skip
+    [
+        "payload_other_uid",
+        "meta_other_uid",
+        "payload_group_writable",
+        "payload_other_writable",
+        "meta_group_writable",
+        "payload_symlink",
+    ],
+)
 def test_untrusted_entry_is_refused_and_rebuilt(
     tmp_path: Path, how: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -265,21 +315,22 @@ def test_planted_plan_is_refused_and_rebuilt(tmp_path: Path, monkeypatch) -> Non
     plan loader returns it, or when the next build does not replace it."""
     if not AS_ROOT:
         pytest.skip(NEEDS_ROOT)
-    pytest.importorskip("tensorrt_rtx", reason="TensorRT for RTX is not installed: pip install "
-                        "tensorrt-rtx-cu13 (CPU parser+builder)")  # fmt: skip
-    from fixtures.backends import tensorrt as T
-    from tests.onnx_graphs import early_exit_graph
+    pytest.importorskip(
+        "tensorrt_rtx",
+        reason="TensorRT for RTX is not installed: pip install "
+        "tensorrt-rtx-cu13 (CPU parser+builder)",
+    )
 
-    monkeypatch.setenv(T.FLAVOR_ENV, "tensorrt_rtx")
+    monkeypatch.setenv(compat.FLAVOR_ENV, "tensorrt_rtx")
     src = tmp_path / "model.onnx"
     src.write_bytes(early_exit_graph().SerializeToString())
     cache, device = ArtifactCache(tmp_path / "cache"), {"name": "cpu", "compute_capability": None}
     opts = {"workspace_bytes": 1 << 28, "opt_level": 0}
-    path = T.cached_plan(cache, src, "fp32", "strong", opts, device)
+    path = plan_cache.cached_plan(cache, src, "fp32", "strong", opts, device)
     os.chown(path, OTHER_UID, OTHER_UID)
-    with pytest.raises(T.PlanCacheError) as info:
-        T.load_plan(cache, path)
+    with pytest.raises(plan_cache.PlanCacheError) as info:
+        plan_cache.load_plan(cache, path)
     assert f"{path} is owned by uid {OTHER_UID}, not by you" in str(info.value)
-    assert T.cached_plan(cache, src, "fp32", "strong", opts, device) == path
-    assert cache.builds == {T.PLAN_KIND: 2} and path.stat().st_uid == os.geteuid()
-    assert T.load_plan(cache, path) == path.read_bytes()
+    assert plan_cache.cached_plan(cache, src, "fp32", "strong", opts, device) == path
+    assert cache.builds == {plan_cache.PLAN_KIND: 2} and path.stat().st_uid == os.geteuid()
+    assert plan_cache.load_plan(cache, path) == path.read_bytes()

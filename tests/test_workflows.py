@@ -33,8 +33,12 @@ def _flat(text: str) -> str:
 def test_yamllint_passes(path) -> None:
     if shutil.which("yamllint") is None and not _has_module("yamllint"):
         pytest.skip("yamllint is not installed: pip install yamllint (it is in the dev extra)")
-    r = subprocess.run([sys.executable, "-m", "yamllint", "-d", LINT_CONFIG, str(path)],
-                       capture_output=True, text=True, check=False)  # fmt: skip
+    r = subprocess.run(
+        [sys.executable, "-m", "yamllint", "-d", LINT_CONFIG, str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
 
 
@@ -45,8 +49,13 @@ def test_workflow_runs_the_readme_command(path) -> None:
     flat = _flat(path.read_text())
     base = "python3 -m pip install tox && python3 -m tox -e jetson --"
     assert base in flat
-    for required in ("--device=", "--require-locked-clocks", "--junitxml=reports/latest/junit.xml",
-                     "--benchmark-compare-fail=median:10%", "python3 -m reports compare"):  # fmt: skip
+    for required in (
+        "--device=",
+        "--require-locked-clocks",
+        "--junitxml=reports/latest/junit.xml",
+        "--benchmark-compare-fail=median:10%",
+        "python3 -m reports compare",
+    ):
         assert required in flat, f"{path.name} lacks {required}"
     assert any(c.startswith(base) for c in commands)
 

@@ -659,8 +659,9 @@ class _FileScan:
             if bound and bound.startswith("bound:"):
                 cls, _, member = bound[6:].partition(".")
                 guarded = fname in scope.probe
-                self.record(node, cls, member, "call", guards | ({member} if guarded else set()),
-                            call_info)  # fmt: skip
+                self.record(
+                    node, cls, member, "call", guards | ({member} if guarded else set()), call_info
+                )
                 return self._call_return(cls, member, call_info)
             f = self.project.functions.get(fname)
             if f is not None:
@@ -1204,11 +1205,14 @@ def check(
             in_release = [r for r in releases if row and (row == "*" or r in row)]
             problems.append(
                 f"{use.where}: {use.name} does not exist in {binding.name}"
-                + (f" (TensorRT {', '.join(in_release)} have it: mark it RTX-absent with a "
-                   "reason, behind feature detection)" if in_release else
-                   f"{' nor in TensorRT ' + ', '.join(releases) if known is not None else ''}")
+                + (
+                    f" (TensorRT {', '.join(in_release)} have it: mark it RTX-absent with a "
+                    "reason, behind feature detection)"
+                    if in_release
+                    else f"{' nor in TensorRT ' + ', '.join(releases) if known is not None else ''}"
+                )
                 + (f"; did you mean {', '.join(near)}?" if near else "")
-            )  # fmt: skip
+            )
             continue
         if mark is not None and in_rtx:
             problems.append(

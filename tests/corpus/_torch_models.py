@@ -87,6 +87,12 @@ class _Parts(nn.Module):
 class ScriptReduceMaxConcat(_Parts):
     """``if bool(p.max() > threshold.max())``: the threshold reached through ReduceMax."""
 
+    __constants__ = ("deep_flag_columns",)  # a constant in the scripted graph, as a literal is
+
+    def __init__(self, net: TinyNet, deep_flag_columns: int = 1) -> None:
+        super().__init__(net)
+        self.deep_flag_columns = deep_flag_columns
+
     def forward(self, x: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
         h = self.trunk(x)
         p = torch.softmax(self.exit_head(h), dim=1)
@@ -94,7 +100,7 @@ class ScriptReduceMaxConcat(_Parts):
             out = torch.cat([p, torch.zeros(p.size(0), 1)], dim=1)
         else:
             q = torch.softmax(self.deep(h), dim=1)
-            out = torch.cat([q, torch.ones(q.size(0), 1)], dim=1)
+            out = torch.cat([q, torch.ones(q.size(0), self.deep_flag_columns)], dim=1)
         return out
 
 
@@ -128,18 +134,11 @@ class ScriptScalarFlag(_Parts):
         return probs, flag
 
 
-class ScriptShapeMismatch(_Parts):
+class ScriptShapeMismatch(ScriptReduceMaxConcat):
     """Negative control: the branches return [N,11] and [N,12] (a real static shape mismatch)."""
 
-    def forward(self, x: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
-        h = self.trunk(x)
-        p = torch.softmax(self.exit_head(h), dim=1)
-        if bool(p.max() > threshold.max()):
-            out = torch.cat([p, torch.zeros(p.size(0), 1)], dim=1)
-        else:
-            q = torch.softmax(self.deep(h), dim=1)
-            out = torch.cat([q, torch.ones(q.size(0), 2)], dim=1)
-        return out
+    def __init__(self, net: TinyNet) -> None:
+        super().__init__(net, deep_flag_columns=2)
 
 
 class TracedItem(_Parts):

@@ -101,6 +101,11 @@ def atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
+def nhwc(x: np.ndarray) -> np.ndarray:
+    """NCHW images (the dataset's) as the NHWC the TensorFlow models take."""
+    return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+
+
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -240,6 +245,7 @@ class Built:
     source: Source
     # the framework's output for NCHW images and a threshold (ignored where it is baked)
     run: Callable[[np.ndarray, float], list[np.ndarray]]
+    family: str  # tf | torch: the trained net it wraps
     notes: list[str] = field(default_factory=list)
     # negative controls whose graph does not compute what the source does: the branch it always takes
     frozen_branch: str | None = None
@@ -279,7 +285,7 @@ class Ctx:
 
             d = self.train_data()
             t0 = time.perf_counter()
-            self._tf = tfm.train(d.x.transpose(0, 2, 3, 1).copy(), d.y, SEED, EPOCHS)
+            self._tf = tfm.train(nhwc(d.x), d.y, SEED, EPOCHS)
             self.report("tf", time.perf_counter() - t0)
         return self._tf
 
@@ -288,8 +294,10 @@ class Ctx:
         acc = [float((p.argmax(1) == self.eval.y).mean()) for p in (p_exit, p_deep)]
         log.info(
             "trained the %s net in %.1f s: eval accuracy exit head %.3f, deep %.3f",
-            family, seconds, *acc,
-        )  # fmt: skip
+            family,
+            seconds,
+            *acc,
+        )
 
     def components(self, family: str, x: np.ndarray):
         if family == "torch":
@@ -298,7 +306,7 @@ class Ctx:
             return tm.components(self.torch, x)
         import _tf_models as tfm
 
-        return tfm.components(self.tf, np.ascontiguousarray(x.transpose(0, 2, 3, 1)))
+        return tfm.components(self.tf, nhwc(x))
 
     def median_threshold(self, family: str, criterion: str) -> float:
         logits = self.components(family, self.eval.x)[0]
@@ -307,45 +315,114 @@ class Ctx:
 
 
 # --------------------------------------------------------------------------- the models
-
-MAKERS: dict[str, Callable[[Ctx], Built]] = {}
-
-
-def maker(fn: Callable[[Ctx], Built]) -> Callable[[Ctx], Built]:
-    MAKERS[fn.__name__] = fn
-    return fn
+#
+# Every model is one row of SPECS: an exporter route (ROUTES) and how the source writes the exit.
+# The expectations, the framework twin and the notes all follow from the row; a route only exports.
 
 
-def expect(
-    *,
-    verdict: str = "ok",
-    criterion: str | None = "max_softmax",
-    exit_when: str | None = ">",
-    threshold: str | None,
-    flag_layout: str,
-    flag_shape: str,
-    input_layout: str,
-    batch: str,
-) -> dict:
+@dataclass(frozen=True)
+class Spec:
+    """One corpus model: the exporter route and how its source code writes the early exit.
+
+    ``compare`` is how the source states the exit (``_tf_models``/``_torch_models`` vocabulary:
+    gt, ge, le, lt, lt_swapped, not_le, le_deep_first, const_true); ``exit_when`` is what it means
+    (the model exits early when ``score <exit_when> threshold``).
+    """
+
+    route: str  # a key of ROUTES
+    note: str  # the source, as the record's notes say it ({frozen}, {threshold}: traced only)
+    criterion: str = "max_softmax"
+    compare: str = "gt"
+    exit_when: str = ">"
+    layout: str = "concat"  # none | separate | concat | concat_mismatch (1 vs 2 flag columns)
+    flag_shape: str = "column"  # separate layout: scalar | [1] | [N,1]
+    baked: bool = False  # the graph takes no threshold input (a constant, or frozen by tracing)
+    access: str | None = None  # how the source reads the threshold input (the module's default)
+    dynamic: str = ""  # "": batch 1; else a dynamic batch (torch.cond: "named" | "auto" Dim)
+    verdict: str = "ok"
+    opset: int = OPSET
+    module: str = ""  # script/traced: the _torch_models class
+    optimize: bool = True  # torch.cond: the dynamo exporter's optimize
+    checker_fails: bool = False  # the exporter's output fails onnx.checker (recorded)
+
+
+@dataclass
+class Exported:
+    """What a route gives back: the file, the framework twin, and what it found out."""
+
+    model: onnx.ModelProto
+    run: Callable[[np.ndarray, float], list[np.ndarray]]
+    notes: list[str] = field(default_factory=list)
+    frozen_branch: str | None = None
+    extra_check: Callable[[list[dict]], list[str]] | None = None
+
+
+@dataclass(frozen=True)
+class Route:
+    family: str  # tf | torch: which trained net
+    exporter: Callable[[Spec], str]  # the record's exporter string
+    export: Callable[[Ctx, Spec, float], Exported]
+
+
+def expect_of(s: Spec, family: str, thr: float) -> dict:
+    """What correct discovery finds (``[model.expect]``): criterion only for ``ok``, exit_when and
+    threshold wherever the exit is real (ok, branch_shape_mismatch)."""
+    real_exit = s.verdict in ("ok", "branch_shape_mismatch")
     e = {
-        "verdict": verdict,
-        "criterion": criterion,
-        "exit_when": exit_when,
-        "threshold": threshold,
-        "flag_layout": flag_layout,
-        "flag_shape": flag_shape,
+        "verdict": s.verdict,
+        "criterion": s.criterion if s.verdict == "ok" else None,
+        "exit_when": s.exit_when if real_exit else None,
+        "threshold": (f"baked:{thr}" if s.baked else "input:threshold") if real_exit else None,
+        "flag_layout": "concat" if s.layout.startswith("concat") else s.layout,
+        "flag_shape": s.flag_shape,
         "num_classes": 10,
-        "input_layout": input_layout,
-        "batch": batch,
+        "input_layout": "NHWC" if family == "tf" else "NCHW",
+        "batch": "dynamic" if s.dynamic else "1",
     }
     return {k: val for k, val in e.items() if val is not None}
+
+
+def build(ctx: Ctx, s: Spec) -> Built:
+    route = ROUTES[s.route]
+    thr = ctx.median_threshold(route.family, s.criterion)
+    out = route.export(ctx, s, thr)
+    frozen = out.frozen_branch or ("exit" if s.compare == "const_true" else None)
+    notes = [*out.notes, s.note.format(frozen=frozen, threshold=thr)]
+    if route.family == "tf" and deep_style(s) == "const":
+        notes.append(DEEP_CONST_NOTE)
+    return Built(
+        out.model,
+        route.exporter(s),
+        expect_of(s, route.family, thr),
+        Source(
+            s.criterion,
+            s.exit_when,
+            thr,
+            None if s.baked else "threshold",
+            bool(s.dynamic),
+            route.family == "tf",
+        ),
+        out.run,
+        family=route.family,
+        notes=notes,
+        frozen_branch=frozen,
+        checker_fails=s.checker_fails,
+        extra_check=out.extra_check,
+    )
 
 
 # ----- TensorFlow / Keras
 
 
-def tf_exporter(route: str) -> str:
-    return f"tf2onnx {v('tf2onnx')} {route} (tensorflow {v('tensorflow')}, Keras 2 tf-keras {v('tf-keras')})"
+def tf_exporter(route: str) -> Callable[[Spec], str]:
+    def exporter(s: Spec) -> str:
+        at = f", opset {s.opset}" if s.opset != OPSET else ""
+        return (
+            f"tf2onnx {v('tf2onnx')} {route}{at} "
+            f"(tensorflow {v('tensorflow')}, Keras 2 tf-keras {v('tf-keras')})"
+        )
+
+    return exporter
 
 
 DEEP_CONST_NOTE = (
@@ -355,46 +432,63 @@ DEEP_CONST_NOTE = (
 )
 
 
+def deep_style(s: Spec) -> str:
+    """TFLite inlines the weights itself; the graph routes need ``const`` (README finding 10)."""
+    return "keras" if s.route == "tflite" else "const"
+
+
+def exit_kw(s: Spec) -> dict:
+    """How the exit is written, as ``_tf_models`` takes it."""
+    return dict(
+        criterion=s.criterion,
+        compare=s.compare,
+        layout=s.layout,
+        flag_shape=s.flag_shape,
+        deep_style=deep_style(s),
+    )
+
+
+def tf_function(ctx: Ctx, s: Spec, thr: float):
+    import _tf_models as tfm
+
+    access = {"threshold_access": s.access} if s.access else {}
+    return tfm.make_function(
+        ctx.tf,
+        **exit_kw(s),
+        baked=thr if s.baked else None,
+        batch=None if s.dynamic else 1,
+        **access,
+    )
+
+
 def tf_run(fn, baked: bool):
     import _tf_models as tfm
 
     def run(x: np.ndarray, t: float) -> list[np.ndarray]:
-        xh = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
         if baked:
-            return tfm.as_numpy(fn(xh))
-        return tfm.as_numpy(fn(xh, np.array([t], np.float32)))
+            return tfm.as_numpy(fn(nhwc(x)))
+        return tfm.as_numpy(fn(nhwc(x), np.array([t], np.float32)))
 
     return run
 
 
-def tflite_model(ctx: Ctx, layout: str, flag_shape: str, verdict: str = "ok") -> Built:
-    """The forum pipeline: Keras -> TFLite -> tf2onnx, ``tf.cond`` with a baked threshold."""
+def export_tflite(ctx: Ctx, s: Spec, thr: float) -> Exported:
+    """The forum pipeline: Keras -> TFLite -> tf2onnx; the .tflite itself is checked too."""
     import _tf_models as tfm
     import tf2onnx
 
-    thr = ctx.median_threshold("tf", "max_softmax")
-    fn = tfm.make_function(
-        ctx.tf,
-        criterion="max_softmax",
-        compare="gt",
-        layout=layout,
-        flag_shape=flag_shape,
-        baked=thr,
-        batch=None,
-        deep_style="keras",
-    )
+    fn = tf_function(ctx, s, thr)
     tflite = tfm.to_tflite(ctx.tf, fn)
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "model.tflite"
         path.write_bytes(tflite)
         with quiet():
-            model, _ = tf2onnx.convert.from_tflite(str(path), opset=OPSET)
+            model, _ = tf2onnx.convert.from_tflite(str(path), opset=s.opset)
 
     def tflite_check(cases: list[dict]) -> list[str]:
         problems = []
         for c in cases:
-            x = ctx.eval.x[c["images"]]
-            got = tfm.run_tflite(tflite, np.ascontiguousarray(x.transpose(0, 2, 3, 1)))
+            got = tfm.run_tflite(tflite, nhwc(ctx.eval.x[c["images"]]))
             want = c["source_outputs"]
             if sorted(g.shape for g in got) != sorted(w.shape for w in want):
                 problems.append(f"{c['id']}: TFLite shapes {[g.shape for g in got]}")
@@ -405,373 +499,52 @@ def tflite_model(ctx: Ctx, layout: str, flag_shape: str, verdict: str = "ok") ->
                     problems.append(f"{c['id']}: TFLite interpreter differs from TF")
         return problems
 
-    return Built(
-        model,
-        tf_exporter("--tflite"),
-        expect(
-            verdict=verdict,
-            criterion="max_softmax" if verdict == "ok" else None,
-            threshold=f"baked:{thr}",
-            flag_layout="concat" if layout.startswith("concat") else layout,
-            flag_shape={"none": "none", "concat": "column", "concat_mismatch": "column"}.get(
-                layout, flag_shape
-            ),
-            input_layout="NHWC",
-            batch="dynamic",
-        ),
-        Source("max_softmax", ">", thr, None, True, True),
-        tf_run(fn, baked=True),
-        extra_check=tflite_check,
-    )
+    return Exported(model, tf_run(fn, s.baked), extra_check=tflite_check)
 
 
-@maker
-def tflite_probs_only(ctx: Ctx) -> Built:
-    b = tflite_model(ctx, "none", "none")
-    b.notes.append(
-        "The forum user's first model: the If returns the probabilities only, no flag; the path taken "
-        "shows only in which branch's probabilities come out."
-    )
-    return b
-
-
-@maker
-def tflite_separate_flag(ctx: Ctx) -> Built:
-    b = tflite_model(ctx, "separate", "[1]")
-    b.notes.append("tf.cond returns (probs, tf.constant([flag])): two outputs, flag shape [1].")
-    return b
-
-
-@maker
-def tflite_concat_flag(ctx: Ctx) -> Built:
-    b = tflite_model(ctx, "concat", "column")
-    b.notes.append(
-        "The forum workaround: each branch concatenates a flag column, one output [N, 11]."
-    )
-    return b
-
-
-@maker
-def tflite_shape_mismatch(ctx: Ctx) -> Built:
-    b = tflite_model(ctx, "concat_mismatch", "column", verdict="branch_shape_mismatch")
-    b.checker_fails = True
-    b.notes.append(
-        "Negative control: tf.cond branches return [N, 11] (exit) and [N, 12] (deep); TensorFlow "
-        "accepts it (output shape [None, None]). tf2onnx declares no shape on either branch output "
-        "('missing output shape' warnings): the mismatch shows only after pinning the batch and "
-        "onnx.shape_inference.infer_shapes(data_prop=True), which gives [1, 11] vs [1, 12]."
-    )
-    return b
-
-
-@maker
-def tf_function_concat_dynamic(ctx: Ctx) -> Built:
-    """tf2onnx.convert.from_function: dynamic batch, threshold input indexed ``threshold[0]``."""
-    import _tf_models as tfm
+def export_from_function(ctx: Ctx, s: Spec, thr: float) -> Exported:
     import tf2onnx
 
-    thr = ctx.median_threshold("tf", "max_softmax")
-    fn = tfm.make_function(
-        ctx.tf,
-        criterion="max_softmax",
-        compare="gt",
-        layout="concat",
-        flag_shape="column",
-        baked=None,
-        batch=None,
-        deep_style="const",
-        threshold_access="index",
-    )
+    fn = tf_function(ctx, s, thr)
     with quiet():
         model, _ = tf2onnx.convert.from_function(
-            fn, input_signature=fn.input_signature, opset=OPSET
+            fn, input_signature=fn.input_signature, opset=s.opset
         )
-    return Built(
-        model,
-        tf_exporter("convert.from_function"),
-        expect(
-            threshold="input:threshold",
-            flag_layout="concat",
-            flag_shape="column",
-            input_layout="NHWC",
-            batch="dynamic",
-        ),
-        Source("max_softmax", ">", thr, "threshold", True, True),
-        tf_run(fn, baked=False),
-        notes=["Source: tf.cond(reduce_max(softmax) > threshold[0], exit, deep).", DEEP_CONST_NOTE],
-    )
+    return Exported(model, tf_run(fn, s.baked))
 
 
-@maker
-def tf_keras_ge_nflag(ctx: Ctx) -> Built:
-    """tf2onnx.convert.from_keras of a Keras model whose custom layer holds the tf.cond (``>=``)."""
+def export_from_keras(ctx: Ctx, s: Spec, thr: float) -> Exported:
+    """A Keras model whose custom layer holds the tf.cond (threshold baked)."""
     import _tf_models as tfm
     import tf2onnx
 
-    thr = ctx.median_threshold("tf", "max_softmax")
-    kw = dict(
-        criterion="max_softmax",
-        compare="ge",
-        layout="separate",
-        flag_shape="[N,1]",
-        deep_style="const",
-    )
-    km = tfm.make_keras_model(ctx.tf, thr, **kw)
+    km = tfm.make_keras_model(ctx.tf, thr, **exit_kw(s))
     with quiet():
         model, _ = tf2onnx.convert.from_keras(
-            km, input_signature=[tfm.image_spec(None)], opset=OPSET
+            km, input_signature=[tfm.image_spec(None)], opset=s.opset
         )
 
     def run(x: np.ndarray, t: float | None) -> list[np.ndarray]:
-        return tfm.as_numpy(km(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), training=False))
+        return tfm.as_numpy(km(nhwc(x), training=False))
 
-    return Built(
-        model,
-        tf_exporter("convert.from_keras"),
-        expect(
-            exit_when=">=",
-            threshold=f"baked:{thr}",
-            flag_layout="separate",
-            flag_shape="[N,1]",
-            input_layout="NHWC",
-            batch="dynamic",
-        ),
-        Source("max_softmax", ">=", thr, None, True, True),
-        run,
-        notes=[
-            "Source: a Keras layer holding tf.cond(reduce_max(softmax) >= threshold, exit, deep), "
-            "threshold a Python float.",
-            DEEP_CONST_NOTE,
-        ],
-    )
+    return Exported(model, run)
 
 
-@maker
-def tf_savedmodel_entropy_le(ctx: Ctx) -> Built:
-    """SavedModel -> ``python -m tf2onnx.convert --saved-model``: entropy exit, ``<=``, batch 1."""
+def export_saved_model(ctx: Ctx, s: Spec, thr: float) -> Exported:
+    """SavedModel -> ``python -m tf2onnx.convert --saved-model``."""
     import _tf_models as tfm
 
-    thr = ctx.median_threshold("tf", "entropy")
-    fn = tfm.make_function(
-        ctx.tf,
-        criterion="entropy",
-        compare="le",
-        layout="separate",
-        flag_shape="scalar",
-        baked=None,
-        batch=1,
-        deep_style="const",
-        threshold_access="squeeze",
-    )
+    fn = tf_function(ctx, s, thr)
     with tempfile.TemporaryDirectory() as d:
         tfm.save_model(ctx.tf, fn, f"{d}/saved")
         # relative paths: tf2onnx writes "converted from <path>" into the graph's doc_string
         cmd = [sys.executable, "-m", "tf2onnx.convert", "--saved-model", "saved"]
-        cmd += ["--opset", str(OPSET), "--output", "model.onnx"]
+        cmd += ["--opset", str(s.opset), "--output", "model.onnx"]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=d)
         if proc.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
         model = onnx.load(f"{d}/model.onnx")
-    return Built(
-        model,
-        tf_exporter("--saved-model (CLI)"),
-        expect(
-            criterion="entropy",
-            exit_when="<=",
-            threshold="input:threshold",
-            flag_layout="separate",
-            flag_shape="scalar",
-            input_layout="NHWC",
-            batch="1",
-        ),
-        Source("entropy", "<=", thr, "threshold", False, True),
-        tf_run(fn, baked=False),
-        notes=[
-            "Source: tf.cond(-reduce_sum(p * log p) <= squeeze(threshold), exit, deep) "
-            "(BranchyNet's entropy criterion); flag a scalar tf.constant per branch.",
-            DEEP_CONST_NOTE,
-        ],
-    )
-
-
-@maker
-def tf_function_not_le_logit(ctx: Ctx) -> Built:
-    """from_function, batch 1: ``logical_not(max_logit <= t)``, probs only, threshold baked."""
-    import _tf_models as tfm
-    import tf2onnx
-
-    thr = ctx.median_threshold("tf", "max_logit")
-    fn = tfm.make_function(
-        ctx.tf,
-        criterion="max_logit",
-        compare="not_le",
-        layout="none",
-        flag_shape="none",
-        baked=thr,
-        batch=1,
-        deep_style="const",
-    )
-    with quiet():
-        model, _ = tf2onnx.convert.from_function(
-            fn, input_signature=fn.input_signature, opset=OPSET
-        )
-    return Built(
-        model,
-        tf_exporter("convert.from_function"),
-        expect(
-            criterion="max_logit",
-            threshold=f"baked:{thr}",
-            flag_layout="none",
-            flag_shape="none",
-            input_layout="NHWC",
-            batch="1",
-        ),
-        Source("max_logit", ">", thr, None, False, True),
-        tf_run(fn, baked=True),
-        notes=[
-            "Source: tf.cond(tf.logical_not(reduce_max(logits) <= threshold), exit, deep), "
-            "threshold a Python float; the If returns the probabilities only.",
-            DEEP_CONST_NOTE,
-        ],
-    )
-
-
-@maker
-def tf_function_ge_opset11(ctx: Ctx) -> Built:
-    """from_function at opset 11, where tf2onnx writes ``>=`` as ``Not(Less)``; threshold input."""
-    import _tf_models as tfm
-    import tf2onnx
-
-    thr = ctx.median_threshold("tf", "max_softmax")
-    fn = tfm.make_function(
-        ctx.tf,
-        criterion="max_softmax",
-        compare="ge",
-        layout="concat",
-        flag_shape="column",
-        baked=None,
-        batch=1,
-        deep_style="const",
-        threshold_access="squeeze",
-    )
-    with quiet():
-        model, _ = tf2onnx.convert.from_function(fn, input_signature=fn.input_signature, opset=11)
-    return Built(
-        model,
-        tf_exporter("convert.from_function, opset 11"),
-        expect(
-            exit_when=">=",
-            threshold="input:threshold",
-            flag_layout="concat",
-            flag_shape="column",
-            input_layout="NHWC",
-            batch="1",
-        ),
-        Source("max_softmax", ">=", thr, "threshold", False, True),
-        tf_run(fn, baked=False),
-        notes=[
-            "Source: tf.cond(reduce_max(softmax) >= tf.squeeze(threshold), exit, deep), exported at "
-            "opset 11 (the lowest the corpus uses): tf2onnx writes GreaterEqual as Not(Less) below "
-            "opset 12, and Squeeze/Reduce* take attributes, not inputs.",
-            DEEP_CONST_NOTE,
-        ],
-    )
-
-
-@maker
-def tflite_constant_folded(ctx: Ctx) -> Built:
-    """Negative control: ``tf.cond(tf.constant(True), exit, deep)`` through TFLite + tf2onnx.
-
-    The TFLite converter folds the constant condition: no IF op, the deep branch is gone.
-    """
-    import _tf_models as tfm
-    import tf2onnx
-
-    thr = ctx.median_threshold("tf", "max_softmax")
-    fn = tfm.make_function(
-        ctx.tf,
-        criterion="max_softmax",
-        compare="const_true",
-        layout="concat",
-        flag_shape="column",
-        baked=thr,
-        batch=None,
-        deep_style="keras",
-    )
-    tflite = tfm.to_tflite(ctx.tf, fn)
-    with tempfile.TemporaryDirectory() as d:
-        path = Path(d) / "model.tflite"
-        path.write_bytes(tflite)
-        with quiet():
-            model, _ = tf2onnx.convert.from_tflite(str(path), opset=OPSET)
-    return Built(
-        model,
-        tf_exporter("--tflite"),
-        expect(
-            verdict="no_if",
-            criterion=None,
-            exit_when=None,
-            threshold=None,
-            flag_layout="concat",
-            flag_shape="column",
-            input_layout="NHWC",
-            batch="dynamic",
-        ),
-        Source("max_softmax", ">", thr, None, True, True),
-        tf_run(fn, baked=True),
-        frozen_branch="exit",
-        notes=[
-            "Source: tf.cond(tf.constant(True), exit, deep). The TFLite converter folds the "
-            "constant condition: the .tflite has no IF op and no deep-branch weights, so tf2onnx "
-            "emits a plain graph (the same source through tf2onnx.convert.from_function keeps an "
-            "If on a constant but its dead branch is broken: see README findings)."
-        ],
-    )
-
-
-@maker
-def tf_constant_condition(ctx: Ctx) -> Built:
-    """Negative control: ``tf.cond(tf.constant(True), exit, deep)`` through convert.from_function."""
-    import _tf_models as tfm
-    import tf2onnx
-
-    thr = ctx.median_threshold("tf", "max_softmax")
-    fn = tfm.make_function(
-        ctx.tf,
-        criterion="max_softmax",
-        compare="const_true",
-        layout="concat",
-        flag_shape="column",
-        baked=thr,
-        batch=1,
-        deep_style="const",
-    )
-    with quiet():
-        model, _ = tf2onnx.convert.from_function(
-            fn, input_signature=fn.input_signature, opset=OPSET
-        )
-    return Built(
-        model,
-        tf_exporter("convert.from_function"),
-        expect(
-            verdict="constant_condition",
-            criterion=None,
-            exit_when=None,
-            threshold=None,
-            flag_layout="concat",
-            flag_shape="column",
-            input_layout="NHWC",
-            batch="1",
-        ),
-        Source("max_softmax", ">", thr, None, False, True),
-        tf_run(fn, baked=True),
-        frozen_branch="exit",
-        notes=[
-            "Source: tf.cond(tf.constant(True), exit, deep). Grappler's constant folding in "
-            "tf2onnx does not remove the If: its condition is a constant initializer.",
-            DEEP_CONST_NOTE,
-        ],
-    )
+    return Exported(model, tf_run(fn, s.baked))
 
 
 # ----- PyTorch
@@ -788,7 +561,20 @@ def torch_run(module):
     return run
 
 
-def legacy_export(module, example, output_names: list[str], **kw) -> onnx.ModelProto:
+def output_names(layout: str) -> list[str]:
+    if layout.startswith("concat"):
+        return ["output"]
+    return ["probs"] if layout == "none" else ["probs", "exit_flag"]
+
+
+def torch_example(ctx: Ctx, s: Spec, thr: float):
+    import torch
+
+    n = 2 if s.dynamic else 1
+    return torch.from_numpy(ctx.eval.x[:n]), torch.tensor([thr])
+
+
+def legacy_export(module, example, names: list[str]) -> onnx.ModelProto:
     import torch
 
     buf = io.BytesIO()
@@ -800,115 +586,36 @@ def legacy_export(module, example, output_names: list[str], **kw) -> onnx.ModelP
             dynamo=False,
             opset_version=OPSET,
             input_names=["input", "threshold"],
-            output_names=output_names,
-            **kw,
+            output_names=names,
         )
     return onnx.load_from_string(buf.getvalue())
 
 
-def script_model(
-    ctx: Ctx, cls_name: str, output_names: list[str], *, layout: str, flag_shape: str
-) -> Built:
+def export_script(ctx: Ctx, s: Spec, thr: float) -> Exported:
+    """``torch.jit.script`` of a ``_torch_models`` class + the legacy exporter."""
     import _torch_models as tm
     import torch
 
-    thr = ctx.median_threshold("torch", "max_softmax")
-    eager = getattr(tm, cls_name)(ctx.torch).eval()
-    scripted = torch.jit.script(eager)
-    example = (torch.from_numpy(ctx.eval.x[:1]), torch.tensor([thr]))
-    model = legacy_export(scripted, example, output_names)
-    return Built(
-        model,
-        f"torch {v('torch')} torch.jit.script + torch.onnx.export(dynamo=False)",
-        expect(
-            threshold="input:threshold",
-            flag_layout=layout,
-            flag_shape=flag_shape,
-            input_layout="NCHW",
-            batch="1",
-        ),
-        Source("max_softmax", ">", thr, "threshold", False, False),
-        torch_run(scripted),
-    )
+    scripted = torch.jit.script(getattr(tm, s.module)(ctx.torch).eval())
+    model = legacy_export(scripted, torch_example(ctx, s, thr), output_names(s.layout))
+    return Exported(model, torch_run(scripted))
 
 
-@maker
-def script_reducemax_concat(ctx: Ctx) -> Built:
-    b = script_model(ctx, "ScriptReduceMaxConcat", ["output"], layout="concat", flag_shape="column")
-    b.notes.append("Source: if bool(p.max() > threshold.max()): the threshold behind a ReduceMax.")
-    return b
-
-
-@maker
-def script_reshape_separate(ctx: Ctx) -> Built:
-    b = script_model(
-        ctx, "ScriptReshapeSeparate", ["probs", "exit_flag"], layout="separate", flag_shape="[1]"
-    )
-    b.notes.append("Source: if bool(p.max() > threshold.reshape(())); flag torch.zeros(1)/ones(1).")
-    return b
-
-
-@maker
-def script_scalar_flag(ctx: Ctx) -> Built:
-    b = script_model(
-        ctx, "ScriptScalarFlag", ["probs", "exit_flag"], layout="separate", flag_shape="scalar"
-    )
-    b.notes.append(
-        "Source: if bool(p.max() > threshold[0]); flag torch.tensor(0.0)/(1.0), a scalar constant "
-        "per branch."
-    )
-    return b
-
-
-@maker
-def script_shape_mismatch(ctx: Ctx) -> Built:
-    b = script_model(ctx, "ScriptShapeMismatch", ["output"], layout="concat", flag_shape="column")
-    b.expect["verdict"] = "branch_shape_mismatch"
-    b.expect.pop("criterion")
-    b.notes.append(
-        "Negative control: the exit branch returns [N, 11], the deep branch [N, 12] "
-        "(torch.ones(N, 2) appended)."
-    )
-    return b
-
-
-@maker
-def traced_item_control(ctx: Ctx) -> Built:
-    """Negative control: legacy *traced* export of ``if p.max().item() > t.item()``."""
+def export_traced(ctx: Ctx, s: Spec, thr: float) -> Exported:
+    """The legacy exporter *tracing* an eager module: the branch eval image 0 takes is frozen."""
     import _torch_models as tm
     import torch
 
-    thr = ctx.median_threshold("torch", "max_softmax")
-    eager = tm.TracedItem(ctx.torch).eval()
-    x0 = torch.from_numpy(ctx.eval.x[:1])
+    eager = getattr(tm, s.module)(ctx.torch).eval()
+    example = torch_example(ctx, s, thr)
     with torch.no_grad():
-        frozen = "exit" if eager.exit_head(eager.trunk(x0)).softmax(1).max() > thr else "deep"
-    model = legacy_export(eager, (x0, torch.tensor([thr])), ["output"])
-    return Built(
-        model,
-        f"torch {v('torch')} torch.onnx.export(dynamo=False) tracing",
-        expect(
-            verdict="no_if",
-            criterion=None,
-            exit_when=None,
-            threshold=None,
-            flag_layout="concat",
-            flag_shape="column",
-            input_layout="NCHW",
-            batch="1",
-        ),
-        Source("max_softmax", ">", thr, None, False, False),
-        torch_run(eager),
-        frozen_branch=frozen,
-        notes=[
-            f"Traced on eval image 0, which takes the {frozen} branch at threshold {thr}: that "
-            "branch is frozen into the graph."
-        ],
-    )
+        score = eager.exit_head(eager.trunk(example[0])).softmax(1).max()
+    model = legacy_export(eager, example, output_names(s.layout))
+    return Exported(model, torch_run(eager), frozen_branch="exit" if score > thr else "deep")
 
 
 def dynamo_export(
-    module, example, output_names, *, dynamic: str, optimize: bool = True
+    module, example, names: list[str], *, dynamic: str, optimize: bool = True
 ) -> tuple[onnx.ModelProto, list]:
     """torch.onnx.export(dynamo=True), asking for opset 17 first; returns (model, notes).
 
@@ -933,7 +640,7 @@ def dynamo_export(
                     example,
                     dynamo=True,
                     input_names=["input", "threshold"],
-                    output_names=output_names,
+                    output_names=names,
                     optimize=optimize,
                     verify=False,
                     **({"opset_version": opset} if opset else {}),
@@ -951,174 +658,279 @@ def dynamo_export(
     return model, notes
 
 
-def cond_model(
-    ctx: Ctx,
-    *,
-    criterion: str = "max_softmax",
-    compare: str = "gt",
-    exit_when: str = ">",
-    layout: str = "concat",
-    flag_shape: str = "column",
-    dynamic: str = "",
-    threshold_access: str = "reshape",
-    optimize: bool = True,
-) -> Built:
+def export_cond(ctx: Ctx, s: Spec, thr: float) -> Exported:
+    """``torch.cond`` (``_torch_models.CondExit``) + the dynamo exporter."""
     import _torch_models as tm
-    import torch
 
-    thr = ctx.median_threshold("torch", criterion)
+    access = {"threshold_access": s.access} if s.access else {}
     module = tm.CondExit(
         ctx.torch,
-        criterion=criterion,
-        compare=compare,
-        layout=layout,
-        flag_shape=flag_shape,
-        threshold_access=threshold_access,
+        criterion=s.criterion,
+        compare=s.compare,
+        layout=s.layout,
+        flag_shape=s.flag_shape,
+        **access,
     ).eval()
-    n = 2 if dynamic else 1
-    example = (torch.from_numpy(ctx.eval.x[:n]), torch.tensor([thr]))
-    names = ["output"] if layout.startswith("concat") else ["probs", "exit_flag"]
-    if layout == "none":
-        names = ["probs"]
-    model, notes = dynamo_export(module, example, names, dynamic=dynamic, optimize=optimize)
-    return Built(
-        model,
-        f"torch {v('torch')} torch.cond + torch.onnx.export(dynamo=True), onnxscript {v('onnxscript')}",
-        expect(
-            criterion=criterion,
-            exit_when=exit_when,
-            threshold="input:threshold",
-            flag_layout=layout,
-            flag_shape=flag_shape,
-            input_layout="NCHW",
-            batch="dynamic" if dynamic else "1",
-        ),
-        Source(criterion, exit_when, thr, "threshold", bool(dynamic), False),
-        torch_run(module),
-        notes=notes,
+    model, notes = dynamo_export(
+        module,
+        torch_example(ctx, s, thr),
+        output_names(s.layout),
+        dynamic=s.dynamic,
+        optimize=s.optimize,
     )
+    return Exported(model, torch_run(module), notes=notes)
 
 
-@maker
-def cond_static_concat(ctx: Ctx) -> Built:
-    b = cond_model(ctx, threshold_access="as_is")
-    b.notes.append(
-        "Source: torch.cond(p.max() > threshold, exit, deep) with threshold of shape [1]."
-    )
-    return b
+def torch_exporter(how: str, *, onnxscript: bool = False) -> Callable[[Spec], str]:
+    def exporter(s: Spec) -> str:
+        return f"torch {v('torch')} {how}" + (
+            f", onnxscript {v('onnxscript')}" if onnxscript else ""
+        )
+
+    return exporter
 
 
-@maker
-def cond_dynamic_separate(ctx: Ctx) -> Built:
-    b = cond_model(ctx, layout="separate", flag_shape="[N,1]", dynamic="named")
-    b.notes.append(
-        "Source: torch.cond(p.max() > threshold.reshape(()), exit, deep), dynamic_shapes "
-        'Dim("batch"); '
-        "outputs probs [N,10] and exit_flag [N,1]."
-    )
-    return b
+ROUTES: dict[str, Route] = {
+    "tflite": Route("tf", tf_exporter("--tflite"), export_tflite),
+    "from_function": Route("tf", tf_exporter("convert.from_function"), export_from_function),
+    "from_keras": Route("tf", tf_exporter("convert.from_keras"), export_from_keras),
+    "saved_model": Route("tf", tf_exporter("--saved-model (CLI)"), export_saved_model),
+    "script": Route(
+        "torch",
+        torch_exporter("torch.jit.script + torch.onnx.export(dynamo=False)"),
+        export_script,
+    ),
+    "traced": Route(
+        "torch", torch_exporter("torch.onnx.export(dynamo=False) tracing"), export_traced
+    ),
+    "cond": Route(
+        "torch",
+        torch_exporter("torch.cond + torch.onnx.export(dynamo=True)", onnxscript=True),
+        export_cond,
+    ),
+}
 
+_TFLITE = dict(route="tflite", baked=True, dynamic="dynamic")
 
-@maker
-def cond_ge(ctx: Ctx) -> Built:
-    b = cond_model(ctx, compare="ge", exit_when=">=")
-    b.notes.append("Source: torch.cond(p.max() >= threshold.reshape(()), exit, deep).")
-    return b
-
-
-@maker
-def cond_lt_swapped(ctx: Ctx) -> Built:
-    b = cond_model(ctx, compare="lt_swapped", layout="separate", flag_shape="scalar")
-    b.notes.append(
-        "Source: torch.cond(threshold.reshape(()) < p.max(), exit, deep): the comparison is Less "
-        "with the threshold on the left; exits when the score is greater. Scalar flag output."
-    )
-    return b
-
-
-@maker
-def cond_not_le(ctx: Ctx) -> Built:
-    b = cond_model(ctx, compare="not_le", layout="separate", flag_shape="[1]")
-    b.notes.append(
-        "Source: torch.cond(torch.logical_not(p.max() <= threshold.reshape(())), exit, deep); "
-        "flag of shape [1]."
-    )
-    return b
-
-
-@maker
-def cond_branches_swapped(ctx: Ctx) -> Built:
-    b = cond_model(ctx, compare="le_deep_first", dynamic="auto")
-    b.notes.append(
-        "Source: torch.cond(p.max() <= threshold.reshape(()), deep, exit): the If's then-branch is "
-        "the deep one; the model still exits when the score is greater than the threshold. "
-        "dynamic_shapes Dim.DYNAMIC (torch names the dimension)."
-    )
-    return b
-
-
-@maker
-def cond_entropy(ctx: Ctx) -> Built:
-    b = cond_model(ctx, criterion="entropy", compare="lt", exit_when="<")
-    b.notes.append(
-        "Source: torch.cond(-(p * torch.log(p)).sum() < threshold.reshape(()), exit, deep) "
-        "(BranchyNet's entropy criterion)."
-    )
-    return b
-
-
-@maker
-def cond_logit_max(ctx: Ctx) -> Built:
-    b = cond_model(ctx, criterion="max_logit", layout="none", flag_shape="none")
-    b.notes.append(
-        "Source: torch.cond(logits.max() > threshold.reshape(()), exit, deep): no softmax before "
-        "the comparison; the If returns the probabilities only (no flag)."
-    )
-    return b
-
-
-@maker
-def cond_shape_mismatch(ctx: Ctx) -> Built:
-    b = cond_model(ctx, layout="concat_mismatch", flag_shape="column")
-    b.expect["verdict"] = "branch_shape_mismatch"
-    b.expect["flag_layout"] = "concat"
-    b.expect.pop("criterion")
-    b.notes.append(
-        "Negative control: torch.cond branches return [1, 11] (exit) and [1, 12] (deep). torch.cond "
-        "accepts branches of different sizes (the output gets an unbacked symbolic dim, 'u0' here) "
-        "and the dynamo exporter writes the If with static branch outputs [1, 11] and [1, 12]."
-    )
-    return b
-
-
-@maker
-def cond_constant_condition(ctx: Ctx) -> Built:
-    b = cond_model(ctx, compare="const_true", optimize=False)
-    b.expect["verdict"] = "constant_condition"
-    for k in ("criterion", "exit_when", "threshold"):
-        b.expect.pop(k)
-    b.frozen_branch = "exit"
-    b.notes.append(
-        "Source: torch.cond(torch.tensor(True), exit, deep), exported with optimize=False: the If "
-        "stays, its condition an Identity of a constant True initializer. With the default "
-        "optimize=True the onnxscript optimizer folds the If away (see cond_constant_folded)."
-    )
-    return b
-
-
-@maker
-def cond_constant_folded(ctx: Ctx) -> Built:
-    b = cond_model(ctx, compare="const_true")
-    b.expect["verdict"] = "no_if"
-    for k in ("criterion", "exit_when", "threshold"):
-        b.expect.pop(k)
-    b.frozen_branch = "exit"
-    b.notes.append(
-        "Source: torch.cond(torch.tensor(True), exit, deep) with the default optimize=True: the "
-        "onnxscript optimizer folds the If (no If, no deep branch), yet the threshold input stays "
-        "in the graph, unused."
-    )
-    return b
+# The corpus, in the order of --list and corpus.toml.
+SPECS: dict[str, Spec] = {
+    # --- TensorFlow / Keras
+    "tflite_probs_only": Spec(
+        **_TFLITE,
+        layout="none",
+        flag_shape="none",
+        note="The forum user's first model: the If returns the probabilities only, no flag; the "
+        "path taken shows only in which branch's probabilities come out.",
+    ),
+    "tflite_separate_flag": Spec(
+        **_TFLITE,
+        layout="separate",
+        flag_shape="[1]",
+        note="tf.cond returns (probs, tf.constant([flag])): two outputs, flag shape [1].",
+    ),
+    "tflite_concat_flag": Spec(
+        **_TFLITE,
+        note="The forum workaround: each branch concatenates a flag column, one output [N, 11].",
+    ),
+    "tflite_shape_mismatch": Spec(
+        **_TFLITE,
+        layout="concat_mismatch",
+        verdict="branch_shape_mismatch",
+        checker_fails=True,
+        note="Negative control: tf.cond branches return [N, 11] (exit) and [N, 12] (deep); "
+        "TensorFlow accepts it (output shape [None, None]). tf2onnx declares no shape on either "
+        "branch output ('missing output shape' warnings): the mismatch shows only after pinning "
+        "the batch and onnx.shape_inference.infer_shapes(data_prop=True), which gives [1, 11] vs "
+        "[1, 12].",
+    ),
+    "tf_function_concat_dynamic": Spec(
+        route="from_function",
+        access="index",
+        dynamic="dynamic",
+        note="Source: tf.cond(reduce_max(softmax) > threshold[0], exit, deep).",
+    ),
+    "tf_keras_ge_nflag": Spec(
+        route="from_keras",
+        compare="ge",
+        exit_when=">=",
+        layout="separate",
+        flag_shape="[N,1]",
+        baked=True,
+        dynamic="dynamic",
+        note="Source: a Keras layer holding tf.cond(reduce_max(softmax) >= threshold, exit, deep), "
+        "threshold a Python float.",
+    ),
+    "tf_savedmodel_entropy_le": Spec(
+        route="saved_model",
+        criterion="entropy",
+        compare="le",
+        exit_when="<=",
+        layout="separate",
+        flag_shape="scalar",
+        access="squeeze",
+        note="Source: tf.cond(-reduce_sum(p * log p) <= squeeze(threshold), exit, deep) "
+        "(BranchyNet's entropy criterion); flag a scalar tf.constant per branch.",
+    ),
+    "tf_function_not_le_logit": Spec(
+        route="from_function",
+        criterion="max_logit",
+        compare="not_le",
+        layout="none",
+        flag_shape="none",
+        baked=True,
+        note="Source: tf.cond(tf.logical_not(reduce_max(logits) <= threshold), exit, deep), "
+        "threshold a Python float; the If returns the probabilities only.",
+    ),
+    "tf_function_ge_opset11": Spec(
+        route="from_function",
+        compare="ge",
+        exit_when=">=",
+        access="squeeze",
+        opset=11,
+        note="Source: tf.cond(reduce_max(softmax) >= tf.squeeze(threshold), exit, deep), exported "
+        "at opset 11 (the lowest the corpus uses): tf2onnx writes GreaterEqual as Not(Less) below "
+        "opset 12, and Squeeze/Reduce* take attributes, not inputs.",
+    ),
+    "tflite_constant_folded": Spec(
+        **_TFLITE,
+        compare="const_true",
+        verdict="no_if",
+        note="Source: tf.cond(tf.constant(True), exit, deep). The TFLite converter folds the "
+        "constant condition: the .tflite has no IF op and no deep-branch weights, so tf2onnx "
+        "emits a plain graph (the same source through tf2onnx.convert.from_function keeps an "
+        "If on a constant but its dead branch is broken: see README findings).",
+    ),
+    "tf_constant_condition": Spec(
+        route="from_function",
+        compare="const_true",
+        baked=True,
+        verdict="constant_condition",
+        note="Source: tf.cond(tf.constant(True), exit, deep). Grappler's constant folding in "
+        "tf2onnx does not remove the If: its condition is a constant initializer.",
+    ),
+    # --- PyTorch: torch.jit.script + the legacy exporter
+    "script_reducemax_concat": Spec(
+        route="script",
+        module="ScriptReduceMaxConcat",
+        note="Source: if bool(p.max() > threshold.max()): the threshold behind a ReduceMax.",
+    ),
+    "script_reshape_separate": Spec(
+        route="script",
+        module="ScriptReshapeSeparate",
+        layout="separate",
+        flag_shape="[1]",
+        note="Source: if bool(p.max() > threshold.reshape(())); flag torch.zeros(1)/ones(1).",
+    ),
+    "script_scalar_flag": Spec(
+        route="script",
+        module="ScriptScalarFlag",
+        layout="separate",
+        flag_shape="scalar",
+        note="Source: if bool(p.max() > threshold[0]); flag torch.tensor(0.0)/(1.0), a scalar "
+        "constant per branch.",
+    ),
+    "script_shape_mismatch": Spec(
+        route="script",
+        module="ScriptShapeMismatch",
+        verdict="branch_shape_mismatch",
+        note="Negative control: the exit branch returns [N, 11], the deep branch [N, 12] "
+        "(torch.ones(N, 2) appended).",
+    ),
+    "traced_item_control": Spec(
+        route="traced",
+        module="TracedItem",
+        baked=True,
+        verdict="no_if",
+        note="Traced on eval image 0, which takes the {frozen} branch at threshold {threshold}: "
+        "that branch is frozen into the graph.",
+    ),
+    # --- PyTorch: torch.cond + the dynamo exporter
+    "cond_static_concat": Spec(
+        route="cond",
+        access="as_is",
+        note="Source: torch.cond(p.max() > threshold, exit, deep) with threshold of shape [1].",
+    ),
+    "cond_dynamic_separate": Spec(
+        route="cond",
+        layout="separate",
+        flag_shape="[N,1]",
+        dynamic="named",
+        note="Source: torch.cond(p.max() > threshold.reshape(()), exit, deep), dynamic_shapes "
+        'Dim("batch"); outputs probs [N,10] and exit_flag [N,1].',
+    ),
+    "cond_ge": Spec(
+        route="cond",
+        compare="ge",
+        exit_when=">=",
+        note="Source: torch.cond(p.max() >= threshold.reshape(()), exit, deep).",
+    ),
+    "cond_lt_swapped": Spec(
+        route="cond",
+        compare="lt_swapped",
+        layout="separate",
+        flag_shape="scalar",
+        note="Source: torch.cond(threshold.reshape(()) < p.max(), exit, deep): the comparison is "
+        "Less with the threshold on the left; exits when the score is greater. Scalar flag output.",
+    ),
+    "cond_not_le": Spec(
+        route="cond",
+        compare="not_le",
+        layout="separate",
+        flag_shape="[1]",
+        note="Source: torch.cond(torch.logical_not(p.max() <= threshold.reshape(())), exit, deep); "
+        "flag of shape [1].",
+    ),
+    "cond_branches_swapped": Spec(
+        route="cond",
+        compare="le_deep_first",
+        dynamic="auto",
+        note="Source: torch.cond(p.max() <= threshold.reshape(()), deep, exit): the If's "
+        "then-branch is the deep one; the model still exits when the score is greater than the "
+        "threshold. dynamic_shapes Dim.DYNAMIC (torch names the dimension).",
+    ),
+    "cond_entropy": Spec(
+        route="cond",
+        criterion="entropy",
+        compare="lt",
+        exit_when="<",
+        note="Source: torch.cond(-(p * torch.log(p)).sum() < threshold.reshape(()), exit, deep) "
+        "(BranchyNet's entropy criterion).",
+    ),
+    "cond_logit_max": Spec(
+        route="cond",
+        criterion="max_logit",
+        layout="none",
+        flag_shape="none",
+        note="Source: torch.cond(logits.max() > threshold.reshape(()), exit, deep): no softmax "
+        "before the comparison; the If returns the probabilities only (no flag).",
+    ),
+    "cond_shape_mismatch": Spec(
+        route="cond",
+        layout="concat_mismatch",
+        verdict="branch_shape_mismatch",
+        note="Negative control: torch.cond branches return [1, 11] (exit) and [1, 12] (deep). "
+        "torch.cond accepts branches of different sizes (the output gets an unbacked symbolic "
+        "dim, 'u0' here) and the dynamo exporter writes the If with static branch outputs "
+        "[1, 11] and [1, 12].",
+    ),
+    "cond_constant_condition": Spec(
+        route="cond",
+        compare="const_true",
+        optimize=False,
+        verdict="constant_condition",
+        note="Source: torch.cond(torch.tensor(True), exit, deep), exported with optimize=False: "
+        "the If stays, its condition an Identity of a constant True initializer. With the default "
+        "optimize=True the onnxscript optimizer folds the If away (see cond_constant_folded).",
+    ),
+    "cond_constant_folded": Spec(
+        route="cond",
+        compare="const_true",
+        verdict="no_if",
+        note="Source: torch.cond(torch.tensor(True), exit, deep) with the default optimize=True: "
+        "the onnxscript optimizer folds the If (no If, no deep branch), yet the threshold input "
+        "stays in the graph, unused.",
+    ),
+}
 
 
 # --------------------------------------------------------------------------- verification
@@ -1132,8 +944,8 @@ def ort_session(model_bytes: bytes):
     return ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
 
 
-def feeds_for(sess, image_input: str, x: np.ndarray, nhwc: bool, thr_input: str | None, t):
-    feeds = {image_input: np.ascontiguousarray(x.transpose(0, 2, 3, 1) if nhwc else x)}
+def feeds_for(sess, image_input: str, x: np.ndarray, is_nhwc: bool, thr_input: str | None, t):
+    feeds = {image_input: nhwc(x) if is_nhwc else np.ascontiguousarray(x)}
     if thr_input is not None:
         meta = next(i for i in sess.get_inputs() if i.name == thr_input)
         shape = [d if isinstance(d, int) else 1 for d in meta.shape]
@@ -1170,11 +982,11 @@ def match_outputs(onnx_out: list[np.ndarray], want: list[np.ndarray]) -> list[in
     return order
 
 
-def make_cases(ctx: Ctx, family: str, b: Built) -> list[dict]:
+def make_cases(ctx: Ctx, b: Built) -> list[dict]:
     """Eval images on both sides of the threshold, each at the model's threshold and forced."""
     s = b.source
     cmp = COMPARISONS[s.exit_when]
-    logits, p_exit, p_deep = ctx.components(family, ctx.eval.x)
+    logits, p_exit, p_deep = ctx.components(b.family, ctx.eval.x)
     picked: dict[str, list[int]] = {"exit": [], "deep": []}
     for i in range(len(logits)):
         sc = score_of(s.criterion, logits[i : i + 1])
@@ -1415,12 +1227,11 @@ def make(names: list[str], show: bool) -> int:
     failures = []
     for name in names:
         t0 = time.perf_counter()
-        b = MAKERS[name](ctx)
-        family = "tf" if b.exporter.startswith("tf2onnx") else "torch"
+        b = build(ctx, SPECS[name])
         model_bytes = b.onnx.SerializeToString()
         if show:
             print(f"== {name}\n{describe(b.onnx)}")
-        cases = make_cases(ctx, family, b)
+        cases = make_cases(ctx, b)
         s = b.source
         graph_inputs = {i.name for i in b.onnx.graph.input}
         thr_input = s.threshold_input if s.threshold_input in graph_inputs else None
@@ -1479,15 +1290,19 @@ def make(names: list[str], show: bool) -> int:
         write_toml([by_name[n] for n in sorted(by_name, key=order_key)])
         log.info(
             "%s: %d bytes, opset %d, %d cases verified (%.1f s)",
-            name, len(model_bytes), opset_of(b.onnx), len(cases), time.perf_counter() - t0,
-        )  # fmt: skip
+            name,
+            len(model_bytes),
+            opset_of(b.onnx),
+            len(cases),
+            time.perf_counter() - t0,
+        )
     for f in failures:
         print(f"FAIL {f}", file=sys.stderr)
     return 1 if failures else 0
 
 
 def order_key(name: str) -> int:
-    return list(MAKERS).index(name) if name in MAKERS else len(MAKERS)
+    return list(SPECS).index(name) if name in SPECS else len(SPECS)
 
 
 def check(names: list[str] | None) -> int:
@@ -1542,17 +1357,17 @@ def main(argv: list[str] | None = None) -> int:
     ):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     if args.list:
-        print("\n".join(MAKERS))
+        print("\n".join(SPECS))
         return 0
     names = None
     if args.only:
         names = [n.strip() for n in args.only.split(",") if n.strip()]
-        unknown = [n for n in names if n not in MAKERS]
+        unknown = [n for n in names if n not in SPECS]
         if unknown:
-            ap.error(f"--only: unknown model(s) {unknown}; known: {', '.join(MAKERS)}")
+            ap.error(f"--only: unknown model(s) {unknown}; known: {', '.join(SPECS)}")
     if args.check:
         return check(names)
-    return make(names or list(MAKERS), args.show)
+    return make(names or list(SPECS), args.show)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.trt_conformance import used_classes
+
 #: release label -> git tag in NVIDIA/TensorRT
 RELEASES = {"8.6.1": "v8.6.1", "10.3.0": "v10.3.0", "10.13.0": "v10.13.0", "11.1": "v11.1"}
 CPP_FILES = (
@@ -109,9 +111,16 @@ def _template_args(src: str, i: int) -> tuple[list[str], int]:
 
 _CHAIN = re.compile(r"\s*\.\s*(\w+)\s*\(")
 _MEMBER_METHODS = {
-    "def", "def_property", "def_property_readonly", "def_readwrite", "def_readonly", "def_static",
-    "def_property_static", "def_property_readonly_static", "value",
-}  # fmt: skip
+    "def",
+    "def_property",
+    "def_property_readonly",
+    "def_readwrite",
+    "def_readonly",
+    "def_static",
+    "def_property_static",
+    "def_property_readonly_static",
+    "value",
+}
 
 
 def _chain(src: str, i: int) -> tuple[list[str], bool, int]:
@@ -198,8 +207,9 @@ def parse_py(src: str) -> dict[str, set[str]]:
 
 
 def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
-                          text=True).stdout  # fmt: skip
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True
+    ).stdout
 
 
 def release_members(repo: Path, tag: str) -> tuple[dict[str, set[str]], dict[str, str]]:
@@ -280,7 +290,6 @@ def main(argv: list[str]) -> int:
         print(__doc__)
         return 2
     sys.path.insert(0, str(HERE.parent.parent))
-    from tests.trt_conformance import used_classes
 
     table = derive(Path(argv[0]), used_classes())
     (HERE / "members.json").write_text(dumps(table))

@@ -110,14 +110,22 @@ def patch(root: Path) -> list[str]:
     text = _sub(
         r"^def nptype\(trt_type\):",
         "def nptype(trt_type: tensorrt_bindings.tensorrt.DataType) -> type[numpy.generic]:",
-        text, "nptype", re.M,
-    )  # fmt: skip
+        text,
+        "nptype",
+        re.M,
+    )
     binit.write_text("import numpy\nimport tensorrt_bindings.tensorrt\n" + text)
     done.append("tensorrt_bindings/__init__.pyi: nptype typed")
     text = core.read_text()
     text = _sub(r"([(,]\s*)in:", r"\1in_:", text, "parameter named in")
-    text = _sub(r"^(import typing\n)", r"\1import builtins\nimport typing_extensions\n"
-                r"from typing import Any as capsule\n", text, "capsule", re.M)  # fmt: skip
+    text = _sub(
+        r"^(import typing\n)",
+        r"\1import builtins\nimport typing_extensions\n"
+        r"from typing import Any as capsule\n",
+        text,
+        "capsule",
+        re.M,
+    )
     # the DataType alias ``bool`` (trt.bool) shadows the builtin in every ``-> bool`` annotation,
     # which mypy then reads as Any ("Variable ... is not valid as a type")
     text = _sub(r"(?<!['.\w])bool\b(?!['])", "builtins.bool", text, "bool annotations")
@@ -131,14 +139,20 @@ def patch(root: Path) -> list[str]:
         raise StubPatchError("tensorrt-stubs patch 'defaults in order': nothing to fix")
     # Dims behaves like a tuple (pybind11 binds __len__/__getitem__, so iteration works), but the
     # stub has no __iter__: `tuple(int(d) for d in dims)` would be an error
-    text = _sub(r"(\nclass Dims:\n(?:.*\n)*?    def __len__\(self\) -> int:\n)",
-                r"\1        ...\n    def __iter__(self) -> typing.Iterator[int]:\n", text,
-                "Dims.__iter__")  # fmt: skip
+    text = _sub(
+        r"(\nclass Dims:\n(?:.*\n)*?    def __len__\(self\) -> int:\n)",
+        r"\1        ...\n    def __iter__(self) -> typing.Iterator[int]:\n",
+        text,
+        "Dims.__iter__",
+    )
     for name in OPTIONAL_RETURNS:
         text = _sub(rf"(def {name}\(.*\) -> )(\w+):", r"\1\2 | None:", text, f"{name} | None")
     core.write_text(text)
-    done.append("tensorrt_bindings/tensorrt.pyi: in -> in_, capsule, '...' types, default order, "
-                + ", ".join(OPTIONAL_RETURNS) + " may return None")  # fmt: skip
+    done.append(
+        "tensorrt_bindings/tensorrt.pyi: in -> in_, capsule, '...' types, default order, "
+        + ", ".join(OPTIONAL_RETURNS)
+        + " may return None"
+    )
     return done
 
 
@@ -152,10 +166,20 @@ def main(argv: list[str]) -> int:
         for sub in ("tensorrt", "tensorrt_bindings", "tensorrt_stubs"):
             shutil.rmtree(args.dest / sub, ignore_errors=True)
         subprocess.run(
-            [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--upgrade",
-             "--target", str(args.dest), f"tensorrt-stubs=={args.version}"],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--no-deps",
+                "--upgrade",
+                "--target",
+                str(args.dest),
+                f"tensorrt-stubs=={args.version}",
+            ],
             check=True,
-        )  # fmt: skip
+        )
     for line in patch(args.dest):
         print(f"patched {line}")
     return 0
