@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from fixtures.backends.base import BackendUnavailable
-from fixtures.backends.tensorrt.compat import inspect_onnx
-from fixtures.backends.tensorrt.inspector import audit_by_branch, layer_precisions
+from fixtures.backends.base import BackendUnavailable, load
+from fixtures.backends.base import backend as get_descriptor
 from fixtures.cases import Case
 from fixtures.workspace import Prepared, Workspace
 from models.audit import audit
@@ -60,17 +59,18 @@ def test_branches_run_in_target_precision(
             pytrace=False,
         )
     assert result["deep"].converted > 0, result.text()
-    if workspace.settings.backend == "tensorrt":
-        _record_engine_audit(case, workspace, artifact, record)
+    engine_audit = get_descriptor(workspace.settings.backend).engine_audit
+    if engine_audit:
+        _record_engine_audit(case, workspace, artifact, record, load(engine_audit))
 
 
-def _record_engine_audit(case: Case, workspace: Workspace, artifact, record) -> None:
-    """The same audit read back from the built engine (TensorRT's engine inspector): which data
-    types each branch's layers produce, so "INT8 slower than FP16" can be explained."""
+def _record_engine_audit(case: Case, workspace: Workspace, artifact, record, engine_audit) -> None:
+    """The same audit read back from the built engine (the backend's ``engine_audit``, e.g.
+    TensorRT's engine inspector): which data types each branch's layers produce, so "INT8 slower
+    than FP16" can be explained."""
     try:
         engine = workspace.engine(case.model, case.precision or "fp32")
     except BackendUnavailable as exc:
         record("engine_audit", f"not read: {exc}")
         return
-    groups = audit_by_branch(layer_precisions(engine), inspect_onnx(artifact)["branches"])
-    record("engine_audit", {g: info["dtypes"] for g, info in groups.items()})
+    record("engine_audit", engine_audit(engine, artifact))
