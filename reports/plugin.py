@@ -18,7 +18,6 @@ carried over. A report that cannot be written fails the run (exit status 3) nami
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
 import platform
 import shutil
@@ -124,12 +123,9 @@ def check_stored_runs(config: pytest.Config) -> None:
     unreadable one (truncated by a crash, or not a pytest-benchmark file) would otherwise surface
     as an INTERNALERROR traceback, or silently disable the comparison gate.
     """
-    storage = str(getattr(config.option, "benchmark_storage", "") or "")
-    if not getattr(config.option, "benchmark_compare", None) or not storage.startswith("file://"):
+    if not getattr(config.option, "benchmark_compare", None):
         return
-
-    root = Path(storage.removeprefix("file://")).expanduser()
-    for f in sorted(root.glob(STORED_RUN)):
+    for f in sorted(_stored_runs(config)):
         try:
             load_run(f)
         except CompareError as exc:
@@ -139,7 +135,7 @@ def check_stored_runs(config: pytest.Config) -> None:
             ) from None
 
 
-_STORED_BEFORE = pytest.StashKey[set[str]]()
+_STORED_BEFORE = pytest.StashKey[set[Path]]()
 
 
 def _saving(config: pytest.Config) -> bool:
@@ -149,13 +145,12 @@ def _saving(config: pytest.Config) -> bool:
     )
 
 
-def _stored_runs(config: pytest.Config) -> set[str]:
-    """The stored pytest-benchmark runs (file storage) as paths, to tell this run's from older."""
+def _stored_runs(config: pytest.Config) -> set[Path]:
+    """The stored pytest-benchmark runs (file storage; none for another storage)."""
     storage = str(config.getoption("benchmark_storage", None) or "")
     if not storage.startswith("file://"):
         return set()
-    root = Path(storage.removeprefix("file://")).expanduser().resolve()
-    return set(glob.glob(str(root / STORED_RUN)))
+    return set(Path(storage.removeprefix("file://")).expanduser().resolve().glob(STORED_RUN))
 
 
 @pytest.hookimpl(wrapper=True)

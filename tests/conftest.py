@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+#: pytest rooted at this repository with its own configuration (and no random test order)
+ROOTED = ("--rootdir", str(REPO), "-c", str(REPO / "pyproject.toml"), "-p", "no:randomly")
 
 
 @pytest.fixture
@@ -23,9 +25,7 @@ def run_suite(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("EXITGATE_REPORT_DIR", str(pytester.path / "report"))
 
     def run(*args: str) -> pytest.RunResult:
-        return pytester.runpytest_subprocess(
-            "--rootdir", str(REPO), "-c", str(REPO / "pyproject.toml"), "-p", "no:randomly", *args
-        )
+        return pytester.runpytest_subprocess(*ROOTED, *args)
 
     return run
 
@@ -39,12 +39,7 @@ def run_inprocess(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch):
 
     def run(*args: str) -> pytest.RunResult:
         return pytester.runpytest_inprocess(
-            "--rootdir",
-            str(REPO),
-            "-c",
-            str(REPO / "pyproject.toml"),
-            "-p",
-            "no:randomly",
+            *ROOTED,
             str(REPO / "suites" / "test_structure.py"),
             "--collect-only",
             "-q",

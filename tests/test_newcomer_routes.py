@@ -157,17 +157,24 @@ def test_a_new_profile_by_path_drives_a_run(tmp_path: Path, run_suite, monkeypat
     assert "profile l4" in out, out  # the header names the new profile
 
 
+def _profiles_with_l4(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str) -> Path:
+    """A copy of the profile folder, in use, with ``l4.toml`` added (its ``name = name``) and no
+    CUDA device seen: the route's "copy a profile into fixtures/profiles/" without touching it."""
+    folder = tmp_path / "profiles"
+    shutil.copytree(devices.PROFILE_DIR, folder)
+    (folder / "l4.toml").write_text(_profile(name, "NVIDIA L4"))
+    monkeypatch.setattr(devices, "PROFILE_DIR", folder)
+    monkeypatch.delenv("EXITGATE_FORCE_CPU", raising=False)
+    monkeypatch.setattr(devices, "_cuda_device_name", lambda: None)
+    return folder
+
+
 def test_a_new_profile_in_the_folder_is_found_by_name_and_detected(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The folder is copied (the route writes into fixtures/profiles/): the new file is listed,
     loads by name, and auto-detection matches its cuda_name; no list of names to edit."""
-    folder = tmp_path / "profiles"
-    shutil.copytree(devices.PROFILE_DIR, folder)
-    (folder / "l4.toml").write_text(_profile("l4", "NVIDIA L4"))
-    monkeypatch.setattr(devices, "PROFILE_DIR", folder)
-    monkeypatch.delenv("EXITGATE_FORCE_CPU", raising=False)
-    monkeypatch.setattr(devices, "_cuda_device_name", lambda: None)
+    _profiles_with_l4(tmp_path, monkeypatch, name="l4")
     assert "l4" in devices.profile_names()
     assert load_profile("l4").match["cuda_name"] == ["NVIDIA L4"]
     assert detect(jetson_model="", cuda_name="NVIDIA L4").profile == "l4"
@@ -177,12 +184,7 @@ def test_a_new_profile_in_the_folder_is_found_by_name_and_detected(
 def test_a_copied_profile_that_keeps_the_old_name_is_refused(tmp_path: Path, monkeypatch) -> None:
     """Copying h200.toml and forgetting its name = "h200" would make --device=l4 and detection
     of an L4 run as the H200 (its benchmarks filed under h200): one error naming the file."""
-    folder = tmp_path / "profiles"
-    shutil.copytree(devices.PROFILE_DIR, folder)
-    (folder / "l4.toml").write_text(_profile("h200", "NVIDIA L4"))
-    monkeypatch.setattr(devices, "PROFILE_DIR", folder)
-    monkeypatch.delenv("EXITGATE_FORCE_CPU", raising=False)
-    monkeypatch.setattr(devices, "_cuda_device_name", lambda: None)
+    folder = _profiles_with_l4(tmp_path, monkeypatch, name="h200")
     says = re.escape(f"{folder / 'l4.toml'}: name = 'h200', but a profile in {folder} is named")
     for attempt in (lambda: load_profile("l4"), lambda: detect(jetson_model="", cuda_name="L4")):
         with pytest.raises(ProfileError, match=says):

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from models.artifacts import ArtifactCache
-from tests.conftest import REPO
+from tests.conftest import REPO, ROOTED
 
 KEY = {"what": "slow entry", "v": 1}
 PAYLOAD = b"x" * 100_000
@@ -166,12 +166,7 @@ def test_interrupted_benchmark_run_saves_no_baseline(tmp_path: Path) -> None:
         sys.executable,
         "-m",
         "pytest",
-        "--rootdir",
-        str(REPO),
-        "-c",
-        str(REPO / "pyproject.toml"),
-        "-p",
-        "no:randomly",
+        *ROOTED,
         "-p",
         "stall_probe",
         "-s",
