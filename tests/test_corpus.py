@@ -142,6 +142,25 @@ def test_negative_controls_fail_the_structure_test_for_their_reason(run_suite, t
     assert "Traceback" not in out and "During handling" not in out
 
 
+def test_a_threshold_input_without_default_asks_for_the_threshold(run_suite) -> None:
+    """A real export whose threshold is an input with no default cannot be driven until the user
+    says the deployed threshold: the structure test says so under its own heading, not as "the
+    early exit is not real" (the exit is fine); with --threshold the same test passes."""
+    (entry,) = [e for e in GOOD if e["name"] == "cond_dynamic_separate"]
+    model = str(CORPUS / entry["path"])
+    test = str(REPO / "suites" / "test_structure.py")
+    result = run_suite(test, f"--model={model}", "-k", "exit_is_real")
+    assert result.parseoutcomes().get("failed") == 1, result.stdout.str()
+    out = result.stdout.str()
+    result.stdout.fnmatch_lines(["*cannot be prepared for testing:*", "*pass --threshold=T*"])
+    assert "the early exit is not real" not in out
+    assert "Traceback" not in out
+    result = run_suite(
+        test, f"--model={model}", f"--threshold={entry['suite_threshold']}", "-k", "exit_is_real"
+    )
+    assert result.parseoutcomes().get("passed") == 1, result.stdout.str()
+
+
 @pytest.fixture(scope="module")
 def calibration():
     return calibration_images(None)
