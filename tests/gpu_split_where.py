@@ -45,6 +45,17 @@ from tests.gpu_harness_table import back_to_back_ms, profiled
 from tests.gpu_split_cost import trunk_only
 from tests.gpu_split_variants import STREAMS, combined_graph, exec_of, node_census, raw_graph
 
+HEURISTICS = False
+"""``--cudnn-heuristics``: cuDNN picks kernels by heuristics (the same for the twin and the halves)."""
+
+
+def _made(torch, engine):
+    """``engine``, with cuDNN's autotuner turned back off under ``--cudnn-heuristics`` (the
+    engines turn it on when made; their first runs follow)."""
+    if HEURISTICS:
+        torch.backends.cudnn.benchmark = False
+    return engine
+
 
 def build_case(torch, model: str, precision: str, stream: cuda.Stream) -> dict:
     img = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
@@ -59,7 +70,7 @@ def build_case(torch, model: str, precision: str, stream: cuda.Stream) -> dict:
         )
 
     for label, variant in (("twin", "plain"), ("head", "exit_head")):
-        eng = TorchEngine(model, variant, precision, "cuda")
+        eng = _made(torch, TorchEngine(model, variant, precision, "cuda"))
         engines.append(eng)
         launch, how, close = timing.device_launcher(eng, feeds(None), stream)
         assert how == "graph", (label, how)
@@ -68,7 +79,9 @@ def build_case(torch, model: str, precision: str, stream: cuda.Stream) -> dict:
     fns["trunk"], close = trunk_only(torch, model, precision, stream)
     closers.append(close)
     for label, t in (("never", math.inf), ("always", -math.inf)):
-        eng = StrategyEngine(*torch_halves(model, "concat", precision), "split_graph", [FEATS])
+        eng = _made(
+            torch, StrategyEngine(*torch_halves(model, "concat", precision), "split_graph", [FEATS])
+        )
         engines.append(eng)
         launch, how, close = timing.device_launcher(eng, feeds(t), stream)
         assert how == "graph" and eng.trunk.device_decision, (label, how)
@@ -78,7 +91,9 @@ def build_case(torch, model: str, precision: str, stream: cuda.Stream) -> dict:
     # the trunk's own decision: StrategyEngine wires and warms the halves, SplitGraph.build
     # captures without ``decide`` (as split_graph did before DeviceDecision)
     for label, t in (("never_td", math.inf), ("always_td", -math.inf)):
-        eng = StrategyEngine(*torch_halves(model, "concat", precision), "split_graph", [FEATS])
+        eng = _made(
+            torch, StrategyEngine(*torch_halves(model, "concat", precision), "split_graph", [FEATS])
+        )
         engines.append(eng)
         eng.load_inputs(feeds(t))
         assert not eng.trunk.device_decision
@@ -89,7 +104,9 @@ def build_case(torch, model: str, precision: str, stream: cuda.Stream) -> dict:
         closers.append(sg.close)
         meta[f"{label}_engine"] = eng
     # the deep half alone, as a child graph, inside an IF (decision fixed at 1.0), no trunk
-    base = StrategyEngine(*torch_halves(model, "concat", precision), "split_graph", [FEATS])
+    base = _made(
+        torch, StrategyEngine(*torch_halves(model, "concat", precision), "split_graph", [FEATS])
+    )
     engines.append(base)
     base.load_inputs(feeds(math.inf))
     one = torch.ones(1, device="cuda")
@@ -200,7 +217,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=40)
     ap.add_argument("--k", type=int, default=20)
     ap.add_argument("--no-profile", action="store_true", help="skip the profiler and phase 2")
+    ap.add_argument(
+        "--cudnn-heuristics",
+        action="store_true",
+        help="cuDNN kernels by heuristics, not autotuning (as tests.gpu_split_cost's flag)",
+    )
     args = ap.parse_args(argv)
+    global HEURISTICS
+    HEURISTICS = args.cudnn_heuristics
     import torch
 
     stream = cuda.Stream()

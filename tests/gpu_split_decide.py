@@ -1,0 +1,160 @@
+"""Which part of split_graph's deciding condition kernel costs time at exit_never (CUDA GPU).
+
+    python -m tests.gpu_split_decide [--cases alexnet:fp32,resnet8:fp32] [--rounds 40] [--k 20]
+
+``tests.gpu_split_where`` found that split_graph with the decision in the condition kernel
+(``cond_graph.DeviceDecision``) pays about 5 us more at exit_never when every replay has its own
+event pair than back to back, while the same graph with the trunk's decision, and either graph at
+exit_always, pays the usual 2 us. This script builds split_graph with variants of the deciding
+kernel (same trunk and deep halves) and times them with the twin, the trunk + head and the trunk,
+interleaved in the same rounds:
+
+- ``decide``: the kernel split_graph uses (writes the exit flag, then sets the condition);
+- ``nowrite``: sets the condition only (no store of the exit flag);
+- ``setfirst``: sets the condition, then stores the exit flag;
+- ``fence``: stores the flag, ``__threadfence()``, sets the condition;
+- ``td``: the trunk's own decision (amax / > / where) and the kernel that only reads it.
+
+Per variant: the budget excess (never - twin - always + trunk, Hodges-Lehmann [95 %]) with an
+event pair per replay, and never's per-replay minus back-to-back time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+import numpy as np
+
+from fixtures.backends.split import FEATS, GO_DEEP, StrategyEngine
+from fixtures.backends.torch.engine import TorchEngine
+from fixtures.backends.torch.halves import torch_halves
+from fixtures.gpu import cond_graph, cuda
+from fixtures.measure import stats, timing
+from tests.gpu_harness_table import back_to_back_ms
+from tests.gpu_split_cost import trunk_only
+
+_BODY = r"""
+    float m = probs[0];
+    bool nan = m != m;
+    for (int i = 1; i < n; ++i) {
+        float v = probs[i];
+        nan = nan || v != v;
+        m = v > m ? v : m;
+    }
+    unsigned int go = (!nan && m > *threshold) ? 0u : 1u;
+"""
+_SIG = (
+    "(cudaGraphConditionalHandle handle, const float* probs, int n, const float* threshold, "
+    "float* decision)"
+)
+VARIANTS = {
+    "decide": cond_graph.DECIDE_KERNEL_NAME,
+    "nowrite": "exitgate_decide_nowrite",
+    "setfirst": "exitgate_decide_setfirst",
+    "fence": "exitgate_decide_fence",
+}
+EXTRA_SOURCE = f"""
+extern "C" __global__ void exitgate_decide_nowrite{_SIG} {{{_BODY}
+    cudaGraphSetConditional(handle, go);
+}}
+extern "C" __global__ void exitgate_decide_setfirst{_SIG} {{{_BODY}
+    cudaGraphSetConditional(handle, go);
+    *decision = go ? 1.0f : 0.0f;
+}}
+extern "C" __global__ void exitgate_decide_fence{_SIG} {{{_BODY}
+    *decision = go ? 1.0f : 0.0f;
+    __threadfence();
+    cudaGraphSetConditional(handle, go);
+}}
+"""
+
+
+def build_case(torch, model: str, precision: str, stream: cuda.Stream) -> dict:
+    img = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    fns, closers, engines = {}, [], []
+
+    def feeds(t: float | None) -> dict:
+        return (
+            {"input": img} if t is None else {"input": img, "threshold": np.array([t], np.float32)}
+        )
+
+    for label, variant in (("twin", "plain"), ("head", "exit_head")):
+        eng = TorchEngine(model, variant, precision, "cuda")
+        torch.backends.cudnn.benchmark = False  # the same kernels for twin and halves
+        engines.append(eng)
+        launch, how, close = timing.device_launcher(eng, feeds(None), stream)
+        assert how == "graph", (label, how)
+        fns[label] = launch
+        closers.append(close)
+    fns["trunk"], close = trunk_only(torch, model, precision, stream)
+    closers.append(close)
+    for v, kernel in VARIANTS.items():
+        cond_graph.DECIDE_KERNEL_NAME = kernel
+        cond_graph._decide_function.cache_clear()
+        for label, t in (("never", math.inf), ("always", -math.inf)):
+            eng = StrategyEngine(*torch_halves(model, "concat", precision), "split_graph", [FEATS])
+            torch.backends.cudnn.benchmark = False
+            engines.append(eng)
+            launch, how, close = timing.device_launcher(eng, feeds(t), stream)
+            assert how == "graph" and eng.trunk.device_decision, (label, how)
+            fns[f"{label}_{v}"] = launch
+            closers.append(close)
+    cond_graph.DECIDE_KERNEL_NAME = VARIANTS["decide"]
+    cond_graph._decide_function.cache_clear()
+    for label, t in (("never", math.inf), ("always", -math.inf)):
+        eng = StrategyEngine(*torch_halves(model, "concat", precision), "split_graph", [FEATS])
+        torch.backends.cudnn.benchmark = False
+        engines.append(eng)
+        eng.load_inputs(feeds(t))
+        sg = cond_graph.SplitGraph.build(
+            eng.trunk.enqueue, eng.trunk.device_ptr(GO_DEEP), eng.deep.enqueue, stream
+        )
+        fns[f"{label}_td"] = lambda sg=sg: sg.launch(stream)
+        closers.append(sg.close)
+    stream.synchronize()
+    return {"fns": fns, "closers": closers, "engines": engines, "case": f"{model} {precision}"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--cases", default="alexnet:fp32,resnet8:fp32")
+    ap.add_argument("--rounds", type=int, default=40)
+    ap.add_argument("--k", type=int, default=20)
+    args = ap.parse_args(argv)
+    import torch
+
+    cond_graph.KERNEL_SOURCE = cond_graph.KERNEL_SOURCE + EXTRA_SOURCE  # before the first compile
+    stream = cuda.Stream()
+    for case in args.cases.split(","):
+        model, precision = case.split(":")
+        c = build_case(torch, model, precision, stream)
+        fns = c["fns"]
+        b2b = {lb: back_to_back_ms(fn, stream, n=200, runs=3) * 1e3 for lb, fn in fns.items()}
+        labels, s = timing.interleaved_samples(fns, stream, rounds=args.rounds, k=args.k)
+        bm = stats.block_medians(s) * 1e3
+        ms = {lb: bm[:, i] for i, lb in enumerate(labels)}
+        print(f"\n### {c['case']}: us per replay (mixed = event pair per replay, interleaved)\n")
+        print("| variant | never b2b | never mixed | mixed - b2b | always mixed | excess [95 %] |")
+        print("|---|---|---|---|---|---|")
+        for v in (*VARIANTS, "td"):
+            n, a = f"never_{v}", f"always_{v}"
+            est, lo, hi = stats.shift_interval(ms[n] - ms["twin"] - ms[a] + ms["trunk"])
+            nm = float(np.median(ms[n]))
+            print(
+                f"| {v} | {b2b[n]:.1f} | {nm:.1f} | {nm - b2b[n]:+.1f} | "
+                f"{float(np.median(ms[a])):.1f} | {est:+.1f} [{lo:+.1f}, {hi:+.1f}] |"
+            )
+        for lb in ("twin", "head", "trunk"):
+            print(f"{lb}: b2b {b2b[lb]:.1f}, mixed {float(np.median(ms[lb])):.1f}")
+        stream.synchronize()
+        for fn in c["closers"]:
+            fn()
+        for e in c["engines"]:
+            e.close()
+    stream.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
