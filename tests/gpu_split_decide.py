@@ -26,28 +26,12 @@ import math
 
 import numpy as np
 
-from fixtures.backends.split import FEATS, GO_DEEP, StrategyEngine
-from fixtures.backends.torch.engine import TorchEngine
-from fixtures.backends.torch.halves import torch_halves
 from fixtures.gpu import cond_graph, cuda
 from fixtures.measure import stats, timing
+from tests import gpu_split_where as where
 from tests.gpu_harness_table import back_to_back_ms
-from tests.gpu_split_cost import trunk_only
 
-_BODY = r"""
-    float m = probs[0];
-    bool nan = m != m;
-    for (int i = 1; i < n; ++i) {
-        float v = probs[i];
-        nan = nan || v != v;
-        m = v > m ? v : m;
-    }
-    unsigned int go = (!nan && m > *threshold) ? 0u : 1u;
-"""
-_SIG = (
-    "(cudaGraphConditionalHandle handle, const float* probs, int n, const float* threshold, "
-    "float* decision)"
-)
+_BODY, _SIG = cond_graph.DECIDE_BODY, cond_graph.DECIDE_SIGNATURE
 VARIANTS = {
     "decide": cond_graph.DECIDE_KERNEL_NAME,
     "nowrite": "exitgate_decide_nowrite",
@@ -71,49 +55,19 @@ extern "C" __global__ void exitgate_decide_fence{_SIG} {{{_BODY}
 
 
 def build_case(torch, model: str, precision: str, stream: cuda.Stream) -> dict:
-    img = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
-    fns, closers, engines = {}, [], []
-
-    def feeds(t: float | None) -> dict:
-        return (
-            {"input": img} if t is None else {"input": img, "threshold": np.array([t], np.float32)}
-        )
-
-    for label, variant in (("twin", "plain"), ("head", "exit_head")):
-        eng = TorchEngine(model, variant, precision, "cuda")
-        torch.backends.cudnn.benchmark = False  # the same kernels for twin and halves
-        engines.append(eng)
-        launch, how, close = timing.device_launcher(eng, feeds(None), stream)
-        assert how == "graph", (label, how)
-        fns[label] = launch
-        closers.append(close)
-    fns["trunk"], close = trunk_only(torch, model, precision, stream)
-    closers.append(close)
+    case: dict = {"fns": {}, "closers": [], "engines": [], "case": f"{model} {precision}"}
+    where.budget_graphs(torch, model, precision, stream, case)
     for v, kernel in VARIANTS.items():
         cond_graph.DECIDE_KERNEL_NAME = kernel
         cond_graph._decide_function.cache_clear()
         for label, t in (("never", math.inf), ("always", -math.inf)):
-            eng = StrategyEngine(*torch_halves(model, "concat", precision), "split_graph", [FEATS])
-            torch.backends.cudnn.benchmark = False
-            engines.append(eng)
-            launch, how, close = timing.device_launcher(eng, feeds(t), stream)
-            assert how == "graph" and eng.trunk.device_decision, (label, how)
-            fns[f"{label}_{v}"] = launch
-            closers.append(close)
+            where.split_graph_engine(torch, model, precision, stream, case, f"{label}_{v}", t)
     cond_graph.DECIDE_KERNEL_NAME = VARIANTS["decide"]
     cond_graph._decide_function.cache_clear()
     for label, t in (("never", math.inf), ("always", -math.inf)):
-        eng = StrategyEngine(*torch_halves(model, "concat", precision), "split_graph", [FEATS])
-        torch.backends.cudnn.benchmark = False
-        engines.append(eng)
-        eng.load_inputs(feeds(t))
-        sg = cond_graph.SplitGraph.build(
-            eng.trunk.enqueue, eng.trunk.device_ptr(GO_DEEP), eng.deep.enqueue, stream
-        )
-        fns[f"{label}_td"] = lambda sg=sg: sg.launch(stream)
-        closers.append(sg.close)
+        where.trunk_decision_graph(torch, model, precision, stream, case, f"{label}_td", t)
     stream.synchronize()
-    return {"fns": fns, "closers": closers, "engines": engines, "case": f"{model} {precision}"}
+    return case
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     cond_graph.KERNEL_SOURCE = cond_graph.KERNEL_SOURCE + EXTRA_SOURCE  # before the first compile
+    where.HEURISTICS = True  # the twin and the halves on the same cuDNN kernels
     stream = cuda.Stream()
     for case in args.cases.split(","):
         model, precision = case.split(":")

@@ -57,52 +57,76 @@ def _made(torch, engine):
     return engine
 
 
+_IMG = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
+
+
+def feeds(t: float | None) -> dict:
+    """The one test image, with threshold ``t`` for the split engines (None: the twin's feeds)."""
+    return {"input": _IMG} if t is None else {"input": _IMG, "threshold": np.array([t], np.float32)}
+
+
+def budget_graphs(torch, model: str, precision: str, stream: cuda.Stream, case: dict) -> None:
+    """The budget's reference graphs into ``case`` (fns / closers / engines): ``twin``, ``head``
+    (trunk + exit head) and ``trunk``."""
+    for label, variant in (("twin", "plain"), ("head", "exit_head")):
+        eng = _made(torch, TorchEngine(model, variant, precision, "cuda"))
+        case["engines"].append(eng)
+        launch, how, close = timing.device_launcher(eng, feeds(None), stream)
+        assert how == "graph", (label, how)
+        case["fns"][label] = launch
+        case["closers"].append(close)
+    case["fns"]["trunk"], close = trunk_only(torch, model, precision, stream)
+    case["closers"].append(close)
+
+
+def split_graph_engine(torch, model: str, precision: str, stream, case: dict, label: str, t: float):
+    """split_graph as ``StrategyEngine`` builds it (decision in the condition kernel), at threshold
+    ``t``, added to ``case`` as ``label``; returns the engine."""
+    eng = _made(
+        torch, StrategyEngine(*torch_halves(model, "concat", precision), "split_graph", [FEATS])
+    )
+    case["engines"].append(eng)
+    launch, how, close = timing.device_launcher(eng, feeds(t), stream)
+    assert how == "graph" and eng.trunk.device_decision, (label, how)
+    case["fns"][label] = launch
+    case["closers"].append(close)
+    return eng
+
+
+def trunk_decision_graph(
+    torch, model: str, precision: str, stream, case: dict, label: str, t: float
+):
+    """split_graph with the trunk's own decision (amax / > / where), as before DeviceDecision:
+    StrategyEngine wires and warms the halves, ``SplitGraph.build`` captures without ``decide``."""
+    eng = _made(
+        torch, StrategyEngine(*torch_halves(model, "concat", precision), "split_graph", [FEATS])
+    )
+    case["engines"].append(eng)
+    eng.load_inputs(feeds(t))
+    assert not eng.trunk.device_decision
+    sg = cond_graph.SplitGraph.build(
+        eng.trunk.enqueue, eng.trunk.device_ptr(GO_DEEP), eng.deep.enqueue, stream
+    )
+    case["fns"][label] = lambda sg=sg: sg.launch(stream)
+    case["closers"].append(sg.close)
+    return eng
+
+
 def build_case(torch, model: str, precision: str, stream: cuda.Stream) -> dict:
-    img = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
     fns: dict[str, Callable[[], None]] = {}
     closers: list[Callable[[], object]] = []
     engines: list = []
     meta: dict = {}
-
-    def feeds(t: float | None) -> dict:
-        return (
-            {"input": img} if t is None else {"input": img, "threshold": np.array([t], np.float32)}
-        )
-
-    for label, variant in (("twin", "plain"), ("head", "exit_head")):
-        eng = _made(torch, TorchEngine(model, variant, precision, "cuda"))
-        engines.append(eng)
-        launch, how, close = timing.device_launcher(eng, feeds(None), stream)
-        assert how == "graph", (label, how)
-        fns[label] = launch
-        closers.append(close)
-    fns["trunk"], close = trunk_only(torch, model, precision, stream)
-    closers.append(close)
+    case = {"fns": fns, "closers": closers, "engines": engines}
+    budget_graphs(torch, model, precision, stream, case)
     for label, t in (("never", math.inf), ("always", -math.inf)):
-        eng = _made(
-            torch, StrategyEngine(*torch_halves(model, "concat", precision), "split_graph", [FEATS])
+        meta[f"{label}_engine"] = split_graph_engine(
+            torch, model, precision, stream, case, label, t
         )
-        engines.append(eng)
-        launch, how, close = timing.device_launcher(eng, feeds(t), stream)
-        assert how == "graph" and eng.trunk.device_decision, (label, how)
-        fns[label] = launch
-        closers.append(close)
-        meta[f"{label}_engine"] = eng
-    # the trunk's own decision: StrategyEngine wires and warms the halves, SplitGraph.build
-    # captures without ``decide`` (as split_graph did before DeviceDecision)
     for label, t in (("never_td", math.inf), ("always_td", -math.inf)):
-        eng = _made(
-            torch, StrategyEngine(*torch_halves(model, "concat", precision), "split_graph", [FEATS])
+        meta[f"{label}_engine"] = trunk_decision_graph(
+            torch, model, precision, stream, case, label, t
         )
-        engines.append(eng)
-        eng.load_inputs(feeds(t))
-        assert not eng.trunk.device_decision
-        sg = cond_graph.SplitGraph.build(
-            eng.trunk.enqueue, eng.trunk.device_ptr(GO_DEEP), eng.deep.enqueue, stream
-        )
-        fns[label] = lambda sg=sg: sg.launch(stream)
-        closers.append(sg.close)
-        meta[f"{label}_engine"] = eng
     # the deep half alone, as a child graph, inside an IF (decision fixed at 1.0), no trunk
     base = _made(
         torch, StrategyEngine(*torch_halves(model, "concat", precision), "split_graph", [FEATS])
