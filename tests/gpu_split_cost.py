@@ -36,7 +36,7 @@ from collections.abc import Callable
 import numpy as np
 
 from fixtures.backends.split import FEATS, StrategyEngine
-from fixtures.backends.torch.engine import TorchEngine
+from fixtures.backends.torch.engine import TorchEngine, TorchGraph
 from fixtures.backends.torch.halves import torch_halves
 from fixtures.gpu import cuda
 from fixtures.measure import stats, timing
@@ -71,7 +71,8 @@ DURATIONS: dict[str, float] = {}
 
 
 def trunk_only(torch, model: str, precision: str, stream: cuda.Stream):
-    """``(launch, close)``: a CUDA graph of the zoo model's trunk alone (the twin's first part)."""
+    """``(launch, close)``: a CUDA graph of the zoo model's trunk alone (the twin's first part),
+    launched as the twin's graph is (``TorchGraph``: cudaGraphLaunch, no Python stream context)."""
     dtype = torch.float16 if precision == "fp16" else torch.float32
     cl = torch.channels_last
     net = load_backbone(ZOO[model]).to("cuda", dtype).to(memory_format=cl)
@@ -83,12 +84,8 @@ def trunk_only(torch, model: str, precision: str, stream: cuda.Stream):
         torch.cuda.synchronize()
         with torch.cuda.graph(graph, stream=ext):
             y = net.trunk(x.to(dtype).contiguous(memory_format=cl))
-
-    def launch() -> None:
-        with torch.cuda.stream(ext):
-            graph.replay()
-
-    return launch, lambda: (y, graph.reset())
+    g = TorchGraph(torch, graph, x.device)
+    return (lambda: g.launch(stream)), (lambda: (y, g.close()))
 
 
 def _batched(launch: Callable[[], object], n: int) -> Callable[[], None]:
@@ -119,6 +116,11 @@ def main(argv: list[str] | None = None) -> int:
         help="independent builds of every graph, all interleaved in the same rounds (default 1): "
         "the excess is judged per build; nominally identical builds differ by a few us (memory "
         "placement), which one build's 95 %% interval does not show",
+    )
+    ap.add_argument(
+        "--save",
+        metavar="FILE.npz",
+        help="also write every case's per-replay times and graph labels (numpy .npz) for analysis",
     )
     ap.add_argument(
         "--detail",
@@ -205,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
             stream.synchronize()
             cases.append((model, precision, launchers, closers, engines, labels, samples))
     build_lines: list[str] = []
+    saved: dict[str, np.ndarray] = {}
     for model, precision, launchers, closers, engines, labels, samples in cases:
         tag = "#0" if args.builds > 1 else ""
         names, durations = {}, {}
@@ -215,6 +218,9 @@ def main(argv: list[str] | None = None) -> int:
         for c in closers:
             c()
         ms = dict(zip(labels, stats.block_medians(samples).T, strict=True))  # label -> [round]
+        if args.save:
+            saved[f"{model}_{precision}"] = samples
+            saved[f"{model}_{precision}_labels"] = np.array(labels)
         per_build = []  # (estimate, low, high) of each build's excess, us
         for b in range(args.builds):
             t = f"#{b}" if args.builds > 1 else ""
@@ -288,6 +294,9 @@ def main(argv: list[str] | None = None) -> int:
     if build_lines:
         print("\nper build: Hodges-Lehmann excess [95 % interval], us")
         print("\n".join(build_lines))
+    if args.save:
+        np.savez_compressed(args.save, **saved)
+        print(f"\nsamples (ms, [round, graph, replay]) and graph labels per case: {args.save}")
     for (model, precision), extra in extras.items():
         print(f"\n{model} {precision}: kernels split_graph(never) runs beyond the twin:")
         for k, v in extra.most_common():
