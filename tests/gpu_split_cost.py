@@ -17,13 +17,16 @@ Issue 15's budget: split_graph at exit_never within 5 us of the twin + the exit 
 trunk+head). Per round the excess is ``never - twin - always + trunk`` (the trunk+head graph
 cancels); the verdict rests on its Hodges-Lehmann estimate over the rounds and the 95 % interval
 of the exact signed-rank test (``stats.shift_interval``): ``yes`` when the upper bound is <= 5 us,
-``NO`` when the lower bound is above 5 us, ``undecided`` otherwise. Whatever a round shares (clocks,
-L2 state, cuDNN's per-process kernel picks) cancels in the paired difference.
+``NO`` when the lower bound is above 5 us, ``undecided`` otherwise (``budget_verdict``). Whatever
+a round shares (clocks, L2 state, cuDNN's per-process kernel picks) cancels in the paired
+difference.
 
 What the interval does not show: two builds of the same graphs (new modules, new memory, new
 captures) differ by a few us on the H200 (resnet56 fp32: +7.9 on one machine, -2.4 on another).
 ``--builds N`` makes N independent sets of the five graphs and interleaves all of them in the same
-rounds; the verdict then holds for every build (``yes`` / ``NO``) or says how many are within.
+rounds; the verdict then holds for every build (``yes`` / ``NO``) or counts the builds within,
+over and undecided. ``--save`` keeps the per-replay times; ``--spread FILE.npz`` (no GPU) prints
+each graph's spread over rounds from such a file.
 """
 
 from __future__ import annotations
@@ -88,6 +91,39 @@ def trunk_only(torch, model: str, precision: str, stream: cuda.Stream):
     return (lambda: g.launch(stream)), (lambda: (y, g.close()))
 
 
+def budget_verdict(per_build: list[tuple[float, float, float]]) -> str:
+    """``yes`` when every build's upper bound is <= the budget, ``NO`` when every lower bound is
+    above it, ``undecided`` for one build that is neither; else how many builds are within, over
+    and undecided."""
+    within = sum(hi <= BUDGET_US for _, _, hi in per_build)
+    over = sum(lo > BUDGET_US for _, lo, _ in per_build)
+    n = len(per_build)
+    if within == n:
+        return "yes"
+    if over == n:
+        return "NO"
+    if n == 1:
+        return "undecided"
+    return f"{within} within, {over} over, {n - within - over} undecided of {n} builds"
+
+
+def spread_table(path: str) -> str:
+    """Per case and graph, the spread over rounds of the block medians (us) in a ``--save`` file:
+    a graph whose time moves from round to round (a host-bound launch, say) shows here first."""
+    data = np.load(path)
+    lines = ["| case | graph | median us | IQR | min | max |", "|---|---|---|---|---|---|"]
+    for case in sorted(k for k in data.files if not k.endswith("_labels")):
+        bm = stats.block_medians(data[case]) * 1e3  # [round, graph]
+        for i, label in enumerate(data[f"{case}_labels"]):
+            v = bm[:, i]
+            q1, q3 = np.percentile(v, [25, 75])
+            lines.append(
+                f"| {case} | {label} | {np.median(v):.2f} | {q3 - q1:.2f} | {v.min():.2f} | "
+                f"{v.max():.2f} |"
+            )
+    return "\n".join(lines)
+
+
 def _batched(launch: Callable[[], object], n: int) -> Callable[[], None]:
     def run() -> None:
         for _ in range(n):
@@ -135,7 +171,20 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark off once the engines are made): the twin and the split halves then run the same "
         "convolution kernels in every process, so the budget prices the split, not the autotuner",
     )
+    ap.add_argument(
+        "--spread",
+        metavar="FILE.npz",
+        help="no GPU: print each graph's spread over rounds from a --save file, then stop",
+    )
     args = ap.parse_args(argv)
+    if args.spread:
+        try:
+            print(spread_table(args.spread))
+        except (OSError, ValueError, KeyError) as exc:
+            ap.error(f"--spread {args.spread}: not a file --save wrote ({exc})")
+        return 0
+    if args.save and not args.save.endswith(".npz"):
+        args.save += ".npz"  # what numpy.savez adds itself: the printed path must match
     if args.builds < 1:
         ap.error(f"--builds must be >= 1, got {args.builds}")
     if args.rounds < 6:
@@ -234,10 +283,8 @@ def main(argv: list[str] | None = None) -> int:
         head_us = float(np.median(ms["head" + tag] - ms["trunk" + tag])) * 1e3
         cond_us = float(np.median(ms["always" + tag] - ms["head" + tag])) * 1e3
         est = float(np.median([e for e, _, _ in per_build]))
-        within = sum(hi <= BUDGET_US for _, _, hi in per_build)
-        over = sum(lo > BUDGET_US for _, lo, _ in per_build)
         n = args.builds
-        verdict = "yes" if within == n else "NO" if over == n else f"{within} of {n} builds within"
+        verdict = budget_verdict(per_build)
         spread = (
             f"{est:+.1f} (builds {min(e for e, _, _ in per_build):+.1f} .. "
             f"{max(e for e, _, _ in per_build):+.1f})"

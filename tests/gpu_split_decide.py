@@ -76,39 +76,52 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=40)
     ap.add_argument("--k", type=int, default=20)
     args = ap.parse_args(argv)
+    cases = where.parse_cases(ap, args)
     import torch
 
-    cond_graph.KERNEL_SOURCE = cond_graph.KERNEL_SOURCE + EXTRA_SOURCE  # before the first compile
+    saved = (cond_graph.KERNEL_SOURCE, cond_graph.DECIDE_KERNEL_NAME, where.HEURISTICS)
+    cond_graph.KERNEL_SOURCE = saved[0] + EXTRA_SOURCE  # the variants beside the real kernels
+    cond_graph._kernel.cache_clear()  # a module compiled earlier in this process lacks them
     where.HEURISTICS = True  # the twin and the halves on the same cuDNN kernels
     stream = cuda.Stream()
-    for case in args.cases.split(","):
-        model, precision = case.split(":")
-        c = build_case(torch, model, precision, stream)
-        fns = c["fns"]
-        b2b = {lb: back_to_back_ms(fn, stream, n=200, runs=3) * 1e3 for lb, fn in fns.items()}
-        labels, s = timing.interleaved_samples(fns, stream, rounds=args.rounds, k=args.k)
-        bm = stats.block_medians(s) * 1e3
-        ms = {lb: bm[:, i] for i, lb in enumerate(labels)}
-        print(f"\n### {c['case']}: us per replay (mixed = event pair per replay, interleaved)\n")
-        print("| variant | never b2b | never mixed | mixed - b2b | always mixed | excess [95 %] |")
-        print("|---|---|---|---|---|---|")
-        for v in (*VARIANTS, "td"):
-            n, a = f"never_{v}", f"always_{v}"
-            est, lo, hi = stats.shift_interval(ms[n] - ms["twin"] - ms[a] + ms["trunk"])
-            nm = float(np.median(ms[n]))
-            print(
-                f"| {v} | {b2b[n]:.1f} | {nm:.1f} | {nm - b2b[n]:+.1f} | "
-                f"{float(np.median(ms[a])):.1f} | {est:+.1f} [{lo:+.1f}, {hi:+.1f}] |"
-            )
-        for lb in ("twin", "head", "trunk"):
-            print(f"{lb}: b2b {b2b[lb]:.1f}, mixed {float(np.median(ms[lb])):.1f}")
-        stream.synchronize()
-        for fn in c["closers"]:
-            fn()
-        for e in c["engines"]:
-            e.close()
-    stream.close()
+    try:
+        for model, precision in cases:
+            report(build_case(torch, model, precision, stream), stream, args.rounds, args.k)
+    finally:
+        cond_graph.KERNEL_SOURCE, cond_graph.DECIDE_KERNEL_NAME, where.HEURISTICS = saved
+        cond_graph._kernel.cache_clear()
+        cond_graph._decide_function.cache_clear()
+        stream.close()
     return 0
+
+
+def report(c: dict, stream: cuda.Stream, rounds: int, k: int) -> None:
+    """Time one case's graphs (back to back, then interleaved) and print its table; free them."""
+    fns = c["fns"]
+    try:
+        b2b = {lb: back_to_back_ms(fn, stream, n=200, runs=3) * 1e3 for lb, fn in fns.items()}
+        labels, s = timing.interleaved_samples(fns, stream, rounds=rounds, k=k)
+    finally:
+        stream.synchronize()
+    bm = stats.block_medians(s) * 1e3
+    ms = {lb: bm[:, i] for i, lb in enumerate(labels)}
+    print(f"\n### {c['case']}: us per replay (mixed = event pair per replay, interleaved)\n")
+    print("| variant | never b2b | never mixed | mixed - b2b | always mixed | excess [95 %] |")
+    print("|---|---|---|---|---|---|")
+    for v in (*VARIANTS, "td"):
+        n, a = f"never_{v}", f"always_{v}"
+        est, lo, hi = stats.shift_interval(ms[n] - ms["twin"] - ms[a] + ms["trunk"])
+        nm = float(np.median(ms[n]))
+        print(
+            f"| {v} | {b2b[n]:.1f} | {nm:.1f} | {nm - b2b[n]:+.1f} | "
+            f"{float(np.median(ms[a])):.1f} | {est:+.1f} [{lo:+.1f}, {hi:+.1f}] |"
+        )
+    for lb in ("twin", "head", "trunk"):
+        print(f"{lb}: b2b {b2b[lb]:.1f}, mixed {float(np.median(ms[lb])):.1f}")
+    for fn in c["closers"]:
+        fn()
+    for e in c["engines"]:
+        e.close()
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ from fixtures.backends.torch.engine import TorchEngine
 from fixtures.backends.torch.halves import torch_halves
 from fixtures.gpu import cond_graph, cuda
 from fixtures.measure import stats, timing
+from models.zoo import ZOO
 from tests.gpu_harness_table import back_to_back_ms, profiled
 from tests.gpu_split_cost import trunk_only
 from tests.gpu_split_variants import STREAMS, combined_graph, exec_of, node_census, raw_graph
@@ -110,6 +111,23 @@ def trunk_decision_graph(
     case["fns"][label] = lambda sg=sg: sg.launch(stream)
     case["closers"].append(sg.close)
     return eng
+
+
+def parse_cases(ap: argparse.ArgumentParser, args: argparse.Namespace) -> list[tuple[str, str]]:
+    """``--cases MODEL:PRECISION,...`` and ``--rounds``, checked before any GPU work (a usage
+    error names the option and the bad value)."""
+    if args.rounds < 6:
+        ap.error(f"--rounds must be >= 6 (a 95 % signed-rank interval needs 6), got {args.rounds}")
+    cases = []
+    for case in args.cases.split(","):
+        model, _, precision = case.partition(":")
+        if model not in ZOO or precision not in ("fp32", "fp16"):
+            ap.error(
+                f"--cases: {case!r} is not MODEL:PRECISION with MODEL one of {', '.join(ZOO)} and "
+                "PRECISION fp32 or fp16"
+            )
+        cases.append((model, precision))
+    return cases
 
 
 def build_case(torch, model: str, precision: str, stream: cuda.Stream) -> dict:
@@ -247,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         help="cuDNN kernels by heuristics, not autotuning (as tests.gpu_split_cost's flag)",
     )
     args = ap.parse_args(argv)
+    cases = parse_cases(ap, args)
     global HEURISTICS
     HEURISTICS = args.cudnn_heuristics
     import torch
@@ -258,8 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     cases = []
-    for case in args.cases.split(","):
-        model, precision = case.split(":")
+    for model, precision in cases:
         c = build_case(torch, model, precision, stream)
         cases.append(c)
         report(c, time_case(c, stream, args.rounds, args.k), "phase 1 (no profiler yet)")
