@@ -209,6 +209,14 @@ def table(rows: list[TwinTiming]) -> str:
     return "\n".join(lines)
 
 
+def require_gpu(ap: argparse.ArgumentParser) -> None:
+    """Exit with status 2 and the reason (no driver, no device, cuda-python missing) before any
+    GPU work, when this machine has no usable NVIDIA GPU: every ``tests.gpu_*`` tool calls it."""
+    reason = cuda.available()
+    if reason:
+        ap.exit(2, f"{ap.prog}: needs a usable NVIDIA GPU: {reason}\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m tests.gpu_harness_table", description=__doc__.split("\n")[0]
@@ -216,10 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--twins", default=",".join(TWINS))
     ap.add_argument("--precisions", default=",".join(PRECISIONS))
     args = ap.parse_args(argv)
-    reason = cuda.available()
-    if reason:
-        print(f"needs a usable NVIDIA GPU: {reason}")
-        return 2
+    require_gpu(ap)
     import torch
 
     if not torch.cuda.is_available():

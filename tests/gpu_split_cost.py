@@ -44,7 +44,7 @@ from fixtures.backends.torch.halves import torch_halves
 from fixtures.gpu import cuda
 from fixtures.measure import stats, timing
 from models.zoo import ZOO, load_backbone
-from tests.gpu_harness_table import profiled
+from tests.gpu_harness_table import profiled, require_gpu
 
 BUDGET_US = 5.0
 """Issue 15: split_graph at exit_never within this of twin + exit head + conditional node."""
@@ -189,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--builds must be >= 1, got {args.builds}")
     if args.rounds < 6:
         ap.error(f"--rounds must be >= 6 (a 95 % signed-rank interval needs 6), got {args.rounds}")
+    require_gpu(ap)
     import torch
 
     stream = cuda.Stream()

@@ -29,7 +29,7 @@ import numpy as np
 from fixtures.gpu import cond_graph, cuda
 from fixtures.measure import stats, timing
 from tests import gpu_split_where as where
-from tests.gpu_harness_table import back_to_back_ms
+from tests.gpu_harness_table import back_to_back_ms, require_gpu
 
 _BODY, _SIG = cond_graph.DECIDE_BODY, cond_graph.DECIDE_SIGNATURE
 VARIANTS = {
@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--k", type=int, default=20)
     args = ap.parse_args(argv)
     cases = where.parse_cases(ap, args)
+    require_gpu(ap)
     import torch
 
     saved = (cond_graph.KERNEL_SOURCE, cond_graph.DECIDE_KERNEL_NAME, where.HEURISTICS)

@@ -54,7 +54,7 @@ from fixtures.backends.torch.halves import torch_halves
 from fixtures.gpu import cond_graph, cuda
 from fixtures.gpu.cuda import Stream, check
 from fixtures.measure import timing
-from tests.gpu_harness_table import back_to_back_ms, profiled
+from tests.gpu_harness_table import back_to_back_ms, profiled, require_gpu
 
 
 def _rt():
@@ -472,6 +472,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cases", default="alexnet:fp32,alexnet:fp16,resnet8:fp32")
     ap.add_argument("--trace-dir", default=None)
     args = ap.parse_args(argv)
+    require_gpu(ap)
     import torch
 
     stream = cuda.Stream()

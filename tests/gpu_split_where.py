@@ -42,7 +42,7 @@ from fixtures.backends.torch.halves import torch_halves
 from fixtures.gpu import cond_graph, cuda
 from fixtures.measure import stats, timing
 from models.zoo import ZOO
-from tests.gpu_harness_table import back_to_back_ms, profiled
+from tests.gpu_harness_table import back_to_back_ms, profiled, require_gpu
 from tests.gpu_split_cost import trunk_only
 from tests.gpu_split_variants import STREAMS, combined_graph, exec_of, node_census, raw_graph
 
@@ -266,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
     cases = parse_cases(ap, args)
+    require_gpu(ap)
     global HEURISTICS
     HEURISTICS = args.cudnn_heuristics
     import torch

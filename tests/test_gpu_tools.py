@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from tests import gpu_split_cost, gpu_split_decide, gpu_split_where
+from fixtures.gpu import cuda
+from tests import (
+    gpu_harness_table,
+    gpu_split_cost,
+    gpu_split_decide,
+    gpu_split_variants,
+    gpu_split_where,
+)
 from tests.conftest import REPO
 
 
@@ -101,3 +108,25 @@ def test_spread_names_a_file_it_cannot_read(tmp_path, capsys) -> None:
         gpu_split_cost.main(["--spread", str(bad)])
     assert exc.value.code == 2
     assert f"--spread {bad}: not a file --save wrote" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("tool", "argv"),
+    [
+        (gpu_split_cost, ["--models", "resnet8", "--precisions", "fp32", "--rounds", "6"]),
+        (gpu_split_where, ["--cases", "resnet8:fp32"]),
+        (gpu_split_decide, ["--cases", "resnet8:fp32"]),
+        (gpu_split_variants, ["--cases", "resnet8:fp32"]),
+        (gpu_harness_table, ["--twins", "resnet8"]),
+    ],
+)
+def test_without_a_gpu_every_tool_says_so(tool, argv, capsys) -> None:
+    """On a machine with no usable NVIDIA GPU (CI), a tool exits 2 with the reason, no traceback."""
+    reason = cuda.available()
+    if reason is None:
+        pytest.skip("this machine has a usable GPU: the tools run instead of refusing")
+    with pytest.raises(SystemExit) as exc:
+        tool.main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert f"needs a usable NVIDIA GPU: {reason}" in err
