@@ -91,6 +91,93 @@ def trunk_only(torch, model: str, precision: str, stream: cuda.Stream):
     return (lambda: g.launch(stream)), (lambda: (y, g.close()))
 
 
+_IMG = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
+
+
+def feeds(t: float | None) -> dict:
+    """The one test image, with threshold ``t`` for the split engines (None: the twin's feeds)."""
+    return {"input": _IMG} if t is None else {"input": _IMG, "threshold": np.array([t], np.float32)}
+
+
+def check_rounds(ap: argparse.ArgumentParser, rounds: int) -> None:
+    """``--rounds`` below 6 gives no 95 % signed-rank interval: a usage error before GPU work."""
+    if rounds < 6:
+        ap.error(f"--rounds must be >= 6 (a 95 % signed-rank interval needs 6), got {rounds}")
+
+
+def check_cases(
+    ap: argparse.ArgumentParser, specs: list[str], option: str
+) -> list[tuple[str, str]]:
+    """``MODEL:PRECISION`` specs as (zoo model, precision) pairs the torch halves run; a usage
+    error naming ``option`` and the bad spec before any GPU work."""
+    cases = []
+    for spec in specs:
+        model, _, precision = spec.partition(":")
+        if model not in ZOO or precision not in ("fp32", "fp16"):
+            ap.error(
+                f"{option}: {spec!r} is not MODEL:PRECISION with MODEL one of {', '.join(ZOO)} "
+                "and PRECISION fp32 or fp16"
+            )
+        cases.append((model, precision))
+    return cases
+
+
+def made(torch, engine, heuristics: bool):
+    """``engine``, with cuDNN's autotuner turned back off under ``--cudnn-heuristics`` (the torch
+    engines turn it on when made; their first runs follow): the twin and the halves then run the
+    same convolution kernels."""
+    if heuristics:
+        torch.backends.cudnn.benchmark = False
+    return engine
+
+
+def _add_graph(case: dict, label: str, engine, t: float | None, stream: cuda.Stream) -> None:
+    case["engines"].append(engine)
+    launch, how, close = timing.device_launcher(engine, feeds(t), stream)
+    case["closers"].append(close)
+    if how != "graph":
+        raise RuntimeError(f"{label}: not a graph replay ({how})")
+    case["fns"][label] = launch
+
+
+def budget_graphs(
+    torch,
+    model: str,
+    precision: str,
+    stream: cuda.Stream,
+    case: dict,
+    *,
+    heuristics: bool,
+    tag: str = "",
+) -> None:
+    """The budget's reference graphs into ``case`` (``fns`` / ``closers`` / ``engines``):
+    ``twin``, ``head`` (trunk + exit head) and ``trunk``, each label followed by ``tag``."""
+    for label, variant in (("twin", "plain"), ("head", "exit_head")):
+        eng = made(torch, TorchEngine(model, variant, precision, "cuda"), heuristics)
+        _add_graph(case, f"{label}{tag}", eng, None, stream)
+    case["fns"][f"trunk{tag}"], close = trunk_only(torch, model, precision, stream)
+    case["closers"].append(close)
+
+
+def split_graph_engine(
+    torch,
+    model: str,
+    precision: str,
+    stream: cuda.Stream,
+    case: dict,
+    label: str,
+    t: float,
+    *,
+    heuristics: bool,
+) -> StrategyEngine:
+    """split_graph as ``StrategyEngine`` builds it for the torch halves, at threshold ``t``, added
+    to ``case`` as ``label``; returns the engine."""
+    halves = torch_halves(model, "concat", precision)
+    eng = made(torch, StrategyEngine(*halves, "split_graph", [FEATS]), heuristics)
+    _add_graph(case, label, eng, t, stream)
+    return eng
+
+
 def budget_verdict(per_build: list[tuple[float, float, float]]) -> str:
     """``yes`` when every build's upper bound is <= the budget, ``NO`` when every lower bound is
     above it, ``undecided`` for one build that is neither; else how many builds are within, over
@@ -187,13 +274,13 @@ def main(argv: list[str] | None = None) -> int:
         args.save += ".npz"  # what numpy.savez adds itself: the printed path must match
     if args.builds < 1:
         ap.error(f"--builds must be >= 1, got {args.builds}")
-    if args.rounds < 6:
-        ap.error(f"--rounds must be >= 6 (a 95 % signed-rank interval needs 6), got {args.rounds}")
+    check_rounds(ap, args.rounds)
+    models, precisions = args.models.split(","), args.precisions.split(",")
+    check_cases(ap, [f"{m}:{p}" for m in models for p in precisions], "--models/--precisions")
     require_gpu(ap)
     import torch
 
     stream = cuda.Stream()
-    img = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
     print(
         f"{args.rounds} interleaved rounds x {args.k} event pairs per graph, {args.batch} "
         "replay(s) per pair; ms: median over rounds of the block medians\n"
@@ -208,45 +295,25 @@ def main(argv: list[str] | None = None) -> int:
     deciders: set[str] = set()
     cases = []  # every case is timed before torch.profiler first runs in this process: after
     # a CUPTI pass the kernels of a conditional node's body run slower (tests.gpu_split_where)
-    for model in args.models.split(","):
-        for precision in args.precisions.split(","):
+    for model in models:
+        for precision in precisions:
             launchers, closers, engines = {}, [], []
+            case = {"fns": launchers, "closers": closers, "engines": engines}
             for b in range(args.builds):  # independent builds: new modules, memory, graphs
                 tag = f"#{b}" if args.builds > 1 else ""
-                twin = TorchEngine(model, "plain", precision, "cuda")
-                head = TorchEngine(model, "exit_head", precision, "cuda")
-                never, always = (
-                    StrategyEngine(
-                        *torch_halves(model, "concat", precision), "split_graph", [FEATS]
-                    )
-                    for _ in range(2)
+                h = args.cudnn_heuristics
+                budget_graphs(torch, model, precision, stream, case, heuristics=h, tag=tag)
+                never = split_graph_engine(
+                    torch, model, precision, stream, case, f"never{tag}", math.inf, heuristics=h
                 )
-                engines += [never, always, twin, head]
-                if args.cudnn_heuristics:  # the engines turned autotuning on; first runs follow
-                    torch.backends.cudnn.benchmark = False
-                for label, eng, t in (
-                    ("twin", twin, None),
-                    ("head", head, None),
-                    ("never", never, math.inf),
-                    ("always", always, -math.inf),
-                ):
-                    feeds = (
-                        {"input": img}
-                        if t is None
-                        else {"input": img, "threshold": np.array([t], np.float32)}
-                    )
-                    launch, how, close = timing.device_launcher(eng, feeds, stream)
-                    if how != "graph":
-                        raise RuntimeError(f"{model} {precision} {label}: not a graph ({how})")
-                    closers.append(close)
-                    launchers[label + tag] = launch
+                split_graph_engine(
+                    torch, model, precision, stream, case, f"always{tag}", -math.inf, heuristics=h
+                )
                 deciders.add(
                     "the condition kernel (DeviceDecision)"
                     if getattr(never.trunk, "device_decision", False)
                     else "the trunk (amax / > / where)"
                 )
-                launchers["trunk" + tag], close = trunk_only(torch, model, precision, stream)
-                closers.append(close)
             timed = launchers
             if args.batch > 1:
                 timed = {lb: _batched(fn, args.batch) for lb, fn in launchers.items()}

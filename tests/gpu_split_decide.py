@@ -6,7 +6,7 @@
 (``cond_graph.DeviceDecision``) pays about 5 us more at exit_never when every replay has its own
 event pair than back to back, while the same graph with the trunk's decision, and either graph at
 exit_always, pays the usual 2 us. This script builds split_graph with variants of the deciding
-kernel (same trunk and deep halves) and times them with the twin, the trunk + head and the trunk,
+kernel (same trunk and deep halves, cuDNN by heuristics) and times them with the twin, the trunk + head and the trunk,
 interleaved in the same rounds:
 
 - ``decide``: the kernel split_graph uses (writes the exit flag, then sets the condition);
@@ -28,6 +28,7 @@ import numpy as np
 
 from fixtures.gpu import cond_graph, cuda
 from fixtures.measure import stats, timing
+from tests import gpu_split_cost as cost
 from tests import gpu_split_where as where
 from tests.gpu_harness_table import back_to_back_ms, require_gpu
 
@@ -56,16 +57,21 @@ extern "C" __global__ void exitgate_decide_fence{_SIG} {{{_BODY}
 
 def build_case(torch, model: str, precision: str, stream: cuda.Stream) -> dict:
     case: dict = {"fns": {}, "closers": [], "engines": [], "case": f"{model} {precision}"}
-    where.budget_graphs(torch, model, precision, stream, case)
+    cost.budget_graphs(torch, model, precision, stream, case, heuristics=True)
     for v, kernel in VARIANTS.items():
         cond_graph.DECIDE_KERNEL_NAME = kernel
         cond_graph._decide_function.cache_clear()
         for label, t in (("never", math.inf), ("always", -math.inf)):
-            where.split_graph_engine(torch, model, precision, stream, case, f"{label}_{v}", t)
+            eng = cost.split_graph_engine(
+                torch, model, precision, stream, case, f"{label}_{v}", t, heuristics=True
+            )
+            assert eng.trunk.device_decision, (label, v)
     cond_graph.DECIDE_KERNEL_NAME = VARIANTS["decide"]
     cond_graph._decide_function.cache_clear()
     for label, t in (("never", math.inf), ("always", -math.inf)):
-        where.trunk_decision_graph(torch, model, precision, stream, case, f"{label}_td", t)
+        where.trunk_decision_graph(
+            torch, model, precision, stream, case, f"{label}_td", t, heuristics=True
+        )
     stream.synchronize()
     return case
 
@@ -80,16 +86,15 @@ def main(argv: list[str] | None = None) -> int:
     require_gpu(ap)
     import torch
 
-    saved = (cond_graph.KERNEL_SOURCE, cond_graph.DECIDE_KERNEL_NAME, where.HEURISTICS)
+    saved = (cond_graph.KERNEL_SOURCE, cond_graph.DECIDE_KERNEL_NAME)
     cond_graph.KERNEL_SOURCE = saved[0] + EXTRA_SOURCE  # the variants beside the real kernels
     cond_graph._kernel.cache_clear()  # a module compiled earlier in this process lacks them
-    where.HEURISTICS = True  # the twin and the halves on the same cuDNN kernels
     stream = cuda.Stream()
     try:
         for model, precision in cases:
             report(build_case(torch, model, precision, stream), stream, args.rounds, args.k)
     finally:
-        cond_graph.KERNEL_SOURCE, cond_graph.DECIDE_KERNEL_NAME, where.HEURISTICS = saved
+        cond_graph.KERNEL_SOURCE, cond_graph.DECIDE_KERNEL_NAME = saved
         cond_graph._kernel.cache_clear()
         cond_graph._decide_function.cache_clear()
         stream.close()

@@ -37,71 +37,36 @@ from collections.abc import Callable
 import numpy as np
 
 from fixtures.backends.split import FEATS, GO_DEEP, StrategyEngine
-from fixtures.backends.torch.engine import TorchEngine
 from fixtures.backends.torch.halves import torch_halves
 from fixtures.gpu import cond_graph, cuda
 from fixtures.measure import stats, timing
-from models.zoo import ZOO
 from tests.gpu_harness_table import back_to_back_ms, profiled, require_gpu
-from tests.gpu_split_cost import trunk_only
+from tests.gpu_split_cost import (
+    budget_graphs,
+    check_cases,
+    check_rounds,
+    feeds,
+    made,
+    split_graph_engine,
+)
 from tests.gpu_split_variants import STREAMS, combined_graph, exec_of, node_census, raw_graph
-
-HEURISTICS = False
-"""``--cudnn-heuristics``: cuDNN picks kernels by heuristics (the same for the twin and the halves)."""
-
-
-def _made(torch, engine):
-    """``engine``, with cuDNN's autotuner turned back off under ``--cudnn-heuristics`` (the
-    engines turn it on when made; their first runs follow)."""
-    if HEURISTICS:
-        torch.backends.cudnn.benchmark = False
-    return engine
-
-
-_IMG = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
-
-
-def feeds(t: float | None) -> dict:
-    """The one test image, with threshold ``t`` for the split engines (None: the twin's feeds)."""
-    return {"input": _IMG} if t is None else {"input": _IMG, "threshold": np.array([t], np.float32)}
-
-
-def budget_graphs(torch, model: str, precision: str, stream: cuda.Stream, case: dict) -> None:
-    """The budget's reference graphs into ``case`` (fns / closers / engines): ``twin``, ``head``
-    (trunk + exit head) and ``trunk``."""
-    for label, variant in (("twin", "plain"), ("head", "exit_head")):
-        eng = _made(torch, TorchEngine(model, variant, precision, "cuda"))
-        case["engines"].append(eng)
-        launch, how, close = timing.device_launcher(eng, feeds(None), stream)
-        assert how == "graph", (label, how)
-        case["fns"][label] = launch
-        case["closers"].append(close)
-    case["fns"]["trunk"], close = trunk_only(torch, model, precision, stream)
-    case["closers"].append(close)
-
-
-def split_graph_engine(torch, model: str, precision: str, stream, case: dict, label: str, t: float):
-    """split_graph as ``StrategyEngine`` builds it (decision in the condition kernel), at threshold
-    ``t``, added to ``case`` as ``label``; returns the engine."""
-    eng = _made(
-        torch, StrategyEngine(*torch_halves(model, "concat", precision), "split_graph", [FEATS])
-    )
-    case["engines"].append(eng)
-    launch, how, close = timing.device_launcher(eng, feeds(t), stream)
-    assert how == "graph" and eng.trunk.device_decision, (label, how)
-    case["fns"][label] = launch
-    case["closers"].append(close)
-    return eng
 
 
 def trunk_decision_graph(
-    torch, model: str, precision: str, stream, case: dict, label: str, t: float
+    torch,
+    model: str,
+    precision: str,
+    stream,
+    case: dict,
+    label: str,
+    t: float,
+    *,
+    heuristics: bool,
 ):
     """split_graph with the trunk's own decision (amax / > / where), as before DeviceDecision:
     StrategyEngine wires and warms the halves, ``SplitGraph.build`` captures without ``decide``."""
-    eng = _made(
-        torch, StrategyEngine(*torch_halves(model, "concat", precision), "split_graph", [FEATS])
-    )
+    halves = torch_halves(model, "concat", precision)
+    eng = made(torch, StrategyEngine(*halves, "split_graph", [FEATS]), heuristics)
     case["engines"].append(eng)
     eng.load_inputs(feeds(t))
     assert not eng.trunk.device_decision
@@ -116,39 +81,31 @@ def trunk_decision_graph(
 def parse_cases(ap: argparse.ArgumentParser, args: argparse.Namespace) -> list[tuple[str, str]]:
     """``--cases MODEL:PRECISION,...`` and ``--rounds``, checked before any GPU work (a usage
     error names the option and the bad value)."""
-    if args.rounds < 6:
-        ap.error(f"--rounds must be >= 6 (a 95 % signed-rank interval needs 6), got {args.rounds}")
-    cases = []
-    for case in args.cases.split(","):
-        model, _, precision = case.partition(":")
-        if model not in ZOO or precision not in ("fp32", "fp16"):
-            ap.error(
-                f"--cases: {case!r} is not MODEL:PRECISION with MODEL one of {', '.join(ZOO)} and "
-                "PRECISION fp32 or fp16"
-            )
-        cases.append((model, precision))
-    return cases
+    check_rounds(ap, args.rounds)
+    return check_cases(ap, args.cases.split(","), "--cases")
 
 
-def build_case(torch, model: str, precision: str, stream: cuda.Stream) -> dict:
+def build_case(
+    torch, model: str, precision: str, stream: cuda.Stream, *, heuristics: bool = False
+) -> dict:
     fns: dict[str, Callable[[], None]] = {}
     closers: list[Callable[[], object]] = []
     engines: list = []
     meta: dict = {}
     case = {"fns": fns, "closers": closers, "engines": engines}
-    budget_graphs(torch, model, precision, stream, case)
+    h = heuristics
+    budget_graphs(torch, model, precision, stream, case, heuristics=h)
     for label, t in (("never", math.inf), ("always", -math.inf)):
-        meta[f"{label}_engine"] = split_graph_engine(
-            torch, model, precision, stream, case, label, t
-        )
+        eng = split_graph_engine(torch, model, precision, stream, case, label, t, heuristics=h)
+        assert eng.trunk.device_decision, label  # the decision in the condition kernel
+        meta[f"{label}_engine"] = eng
     for label, t in (("never_td", math.inf), ("always_td", -math.inf)):
         meta[f"{label}_engine"] = trunk_decision_graph(
-            torch, model, precision, stream, case, label, t
+            torch, model, precision, stream, case, label, t, heuristics=h
         )
     # the deep half alone, as a child graph, inside an IF (decision fixed at 1.0), no trunk
-    base = _made(
-        torch, StrategyEngine(*torch_halves(model, "concat", precision), "split_graph", [FEATS])
-    )
+    halves = torch_halves(model, "concat", precision)
+    base = made(torch, StrategyEngine(*halves, "split_graph", [FEATS]), h)
     engines.append(base)
     base.load_inputs(feeds(math.inf))
     one = torch.ones(1, device="cuda")
@@ -267,8 +224,6 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     cases = parse_cases(ap, args)
     require_gpu(ap)
-    global HEURISTICS
-    HEURISTICS = args.cudnn_heuristics
     import torch
 
     stream = cuda.Stream()
@@ -277,16 +232,16 @@ def main(argv: list[str] | None = None) -> int:
         f"driver {cuda.driver_version()}, runtime {cuda.runtime_version()}",
         flush=True,
     )
-    cases = []
+    built = []
     for model, precision in cases:
-        c = build_case(torch, model, precision, stream)
-        cases.append(c)
+        c = build_case(torch, model, precision, stream, heuristics=args.cudnn_heuristics)
+        built.append(c)
         report(c, time_case(c, stream, args.rounds, args.k), "phase 1 (no profiler yet)")
     if not args.no_profile:
-        profile(torch, cases[0]["fns"]["never"], stream)
-        for c in cases:
+        profile(torch, built[0]["fns"]["never"], stream)
+        for c in built:
             report(c, time_case(c, stream, args.rounds, args.k), "phase 2 (after torch.profiler)")
-    for c in cases:
+    for c in built:
         stream.synchronize()
         for fn in c["closers"]:
             fn()

@@ -130,3 +130,10 @@ def test_without_a_gpu_every_tool_says_so(tool, argv, capsys) -> None:
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert f"needs a usable NVIDIA GPU: {reason}" in err
+
+
+def test_split_cost_names_an_unknown_model_before_gpu_work(capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        gpu_split_cost.main(["--models", "resnet9", "--precisions", "fp32"])
+    assert exc.value.code == 2
+    assert "--models/--precisions: 'resnet9:fp32' is not MODEL:PRECISION" in capsys.readouterr().err
